@@ -1,0 +1,32 @@
+"""09 generate: sampling the next token, and generating text one token at a time.
+
+The model gives logits (B, V) for the next token. Turning them into a choice:
+
+    temperature 0:  the most likely token (greedy, deterministic)
+    temperature T:  softmax(logits / T); T < 1 sharpens, T > 1 flattens
+    top-k:          keep the k largest logits, set the rest to -inf
+    top-p (nucleus): sort by probability; keep the smallest set of most likely
+                    tokens whose probabilities add up to at least p (the token
+                    that crosses p stays in), drop the rest
+
+then draw one token from what is left. generate() feeds the prompt, samples a
+token, appends it, and repeats, cropping the context to the last block_size
+tokens the model can see.
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """logits: (B, V). Returns (B, 1) int64 token ids. Never modifies logits."""
+    # TODO: temperature 0 -> argmax; else logits / temperature, then top-k, then top-p, as -inf
+    #       draw from softmax with torch.multinomial(probs, 1, generator=generator)
+    raise NotImplementedError("09 generate: sample_next_token — temperature 0 -> argmax; else logits / temperature, then top-k, then top-p, as -inf")
+
+
+def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """idx: (B, T) int64 prompt. Returns (B, T + max_new_tokens), in eval mode, restoring the model's mode."""
+    # TODO: eval mode, no_grad; repeat: crop idx to the last block_size tokens, logits of the last position,
+    #       sample_next_token, append; restore the model's mode
+    raise NotImplementedError("09 generate: generate — eval mode, no_grad; repeat: crop idx to the last block_size tokens, logits of the last position")

@@ -1,0 +1,1 @@
+"""GPT Kata's grader: progress report, swaps, hints, training. See `python -m grader --help`."""

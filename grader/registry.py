@@ -1,0 +1,200 @@
+"""The one registry of exercises: id, title, module, test file, dependencies, points, hints.
+
+Tests, the grader, the exercise generator and the docs all read this list;
+nothing else repeats it. Importing it is cheap (no torch).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Exercise:
+    id: str  # "03": the course order and the test file's number
+    name: str  # "attention": the module in exercises/ and solutions/ (None-like "end_to_end" for 99)
+    title: str
+    depends: tuple[str, ...]  # ids whose modules this one's code imports (directly)
+    points: int
+    hints: tuple[str, ...]  # from a nudge to a near-answer; never the code
+    has_module: bool = True
+
+    @property
+    def label(self) -> str:
+        return f"{self.id} {self.name}"
+
+    @property
+    def module(self) -> str | None:
+        return self.name if self.has_module else None
+
+    @property
+    def test_file(self) -> str:
+        return f"tests/test_{self.id}_{self.name}.py"
+
+    @property
+    def exercise_file(self) -> str | None:
+        return f"exercises/{self.name}.py" if self.has_module else None
+
+
+EXERCISES: tuple[Exercise, ...] = (
+    Exercise(
+        "01", "norms", "LayerNorm and RMSNorm", (), 5,
+        (
+            "Both norms work on the last dimension only: every (..., C) vector is normalised on its own. "
+            "Reduce with dim=-1 and keepdim=True so the result broadcasts back against x.",
+            "LayerNorm's variance is the biased one: mean((x - mean)²), dividing by C. torch.var divides by "
+            "C - 1 unless you ask otherwise. eps goes inside the square root.",
+            "Precision: convert x to float32 first (leave float64 alone), do all the arithmetic there, and "
+            "convert the result back to x's dtype at the very end. A float16 value of 300 squared is 90000, "
+            "above float16's maximum of 65504.",
+            "The modules only hold parameters: weight = nn.Parameter(torch.ones(ndim)), bias likewise with "
+            "zeros (or None), and forward calls your function with them.",
+        ),
+    ),
+    Exercise(
+        "02", "rotary", "Rotary position embeddings", (), 5,
+        (
+            "rotary_cos_sin builds a (T, head_dim/2) table of angles pos * theta_i, theta_i = base^(-2i/head_dim), "
+            "and repeats it twice along the last dim so that channel j and channel j + head_dim/2 share an angle.",
+            "torch.arange(0, head_dim, 2) / head_dim gives the exponents 2i/head_dim; torch.outer(positions, "
+            "inv_freq) gives the angles. Work in float32.",
+            "rotate_half pairs the first half of the channels with the second half (the Llama layout), not "
+            "neighbouring channels (the original paper's interleaved layout): cat(-x2, x1).",
+            "apply_rotary is one line; cos and sin of shape (T, head_dim) broadcast against (B, H, T, head_dim). "
+            "Cast them to x's dtype so a bfloat16 x stays bfloat16.",
+        ),
+    ),
+    Exercise(
+        "03", "attention", "Causal self-attention", ("01", "02"), 15,
+        (
+            "Shapes first: q @ k.transpose(-2, -1) is (B, H, Tq, Tk). Softmax runs over the keys, the last dim. "
+            "Divide the scores by sqrt(D) before the softmax, D = q.size(-1).",
+            "The mask: query i is at position Tk - Tq + i. torch.ones(Tq, Tk).tril(diagonal=Tk - Tq) marks what "
+            "it may see; masked_fill the rest with float('-inf'). With Tq == Tk that is the usual lower triangle.",
+            "In the module, c_attn(x) has (n_head + 2 * n_kv_head) * head_dim channels: split them as q, k, v "
+            "(q first), view each as (B, T, heads, head_dim) and transpose(1, 2) to (B, heads, T, head_dim).",
+            "After attention, transpose(1, 2) back to (B, T, H, D) before the view to (B, T, C): viewing "
+            "(B, H, T, D) directly as (B, T, C) scrambles positions and heads. repeat_kv is "
+            "torch.repeat_interleave along dim 1, so kv head j serves query heads j*n_rep .. (j+1)*n_rep - 1.",
+        ),
+    ),
+    Exercise(
+        "04", "mlp", "The feed-forward network", (), 5,
+        (
+            "gelu_tanh is the formula in the docstring, written with torch.tanh and torch.pow; math.sqrt(2 / math.pi) "
+            "is a plain float.",
+            "relu_squared squares after the relu: negative inputs give 0, not x².",
+            "For swiglu, c_fc produces 2 * hidden channels. Split them in two halves along the last dim: the first "
+            "is the gate, the second is up; the result is silu(gate) * up, with hidden channels.",
+            "c_fc maps n_embd -> hidden (config.mlp_hidden, or twice that for swiglu) and c_proj maps hidden -> "
+            "n_embd, both with bias=config.bias.",
+        ),
+    ),
+    Exercise(
+        "05", "block", "The transformer block", ("01", "03", "04"), 5,
+        (
+            "A pre-norm block normalises the input of each sub-layer, not its output.",
+            "Two residual connections: the attention output is added to x, then the MLP output is added to the "
+            "new x. Without them a deep stack barely trains.",
+            "x = x + self.attn(self.ln_1(x), rotary=rotary, kv_cache=kv_cache); then the same with ln_2 and mlp. "
+            "make_norm(config) builds ln_1 and ln_2.",
+        ),
+    ),
+    Exercise(
+        "06", "gpt", "The GPT model and loading GPT-2", ("01", "02", "05"), 20,
+        (
+            "Follow Hugging Face's names exactly (transformer.wte, .wpe, .h, .ln_f, lm_head): then GPT-2's state "
+            "dict lines up with yours key for key. Tie with self.lm_head.weight = self.transformer.wte.weight.",
+            "forward: positions are torch.arange(T) on idx's device; with rope, compute rotary_cos_sin(T, head_dim, "
+            "rope_base) once and hand it to every block. Cross-entropy wants (B*T, V) logits and (B*T,) targets.",
+            "init_weights: loop over self.modules(); Linear and Embedding weights get normal(0, 0.02), then "
+            "overwrite each block's attn.c_proj and mlp.c_proj weights with std 0.02 / sqrt(2 * n_layer).",
+            "from_hf for GPT-2: c_attn, c_proj and c_fc are Conv1D layers there, stored (in, out); transpose those "
+            "weights. For Llama, torch.cat the q, k, v weights (dim 0) into c_attn and gate, up into c_fc.",
+        ),
+    ),
+    Exercise(
+        "07", "optim", "AdamW and the learning-rate schedule", (), 10,
+        (
+            "Keep per-parameter state in self.state[p]: a step counter and two zero tensors, the running means "
+            "of the gradient and of its square. Do everything under torch.no_grad() (step is decorated already).",
+            "Weight decay in AdamW is decoupled: p.mul_(1 - lr * weight_decay) before the Adam update, not "
+            "weight_decay * p added to the gradient (that is Adam with L2, and it behaves differently).",
+            "Bias correction divides m by (1 - beta1^t) and v by (1 - beta2^t), t counting from 1. Without it the "
+            "first steps are far too small.",
+            "param_groups: model.parameters() yields a tied Parameter once; decay p.dim() >= 2, not the rest. "
+            "lr_at: warmup max_lr * (step + 1) / warmup_steps, then the cosine, then min_lr.",
+        ),
+    ),
+    Exercise(
+        "08", "train", "The training step", (), 10,
+        (
+            "get_batch: torch.randint(len(data) - block_size, (batch_size,), generator=generator) gives every "
+            "valid start. y is the same window moved one token to the right.",
+            "clip_grad_norm: the global norm is the norm of the vector of per-parameter norms. Scale by "
+            "max_norm / (total + 1e-6) only when that is below 1, and return the norm from before scaling.",
+            "train_step: the loss of each micro-batch is a mean over its tokens, so backward on loss / "
+            "len(micro_batches); clip once, after all the micro-batches, then set the lr and step.",
+            "estimate_loss: save model.training, call model.eval(), run under torch.no_grad(), then "
+            "model.train(saved) so a model that was in eval mode stays there.",
+        ),
+    ),
+    Exercise(
+        "09", "generate", "Sampling and generation", (), 10,
+        (
+            "Temperature divides the logits before the softmax; temperature 0 means argmax, with no division.",
+            "top-k: torch.topk(logits, k).values[:, -1:] is the k-th largest per row; set everything below it "
+            "to -inf. Work on a new tensor (logits / temperature already is one), never in place on the input.",
+            "top-p: sort the probabilities in descending order and take the cumulative sum. A token stays if "
+            "the mass *before* it is below p, so the token that crosses p stays; map back with scatter.",
+            "generate: in eval mode and torch.no_grad(), loop max_new_tokens times: crop idx to the last "
+            "block_size tokens, take the logits of the last position, sample, torch.cat onto idx.",
+        ),
+    ),
+    Exercise(
+        "99", "end_to_end", "Train your GPT end to end", ("06", "07", "08", "09"), 15,
+        (
+            "This test uses everything: your GPT, your AdamW, your train_step and your generate. Make 01-09 pass "
+            "first; their messages are much more precise than this one's.",
+            "If the loss falls far below the corpus's entropy, a token can see the future: check the mask "
+            "direction in causal_attention and that targets are not the inputs themselves.",
+            "If the loss stays near ln(vocab), nothing learns: check that train_step calls backward and "
+            "optimizer.step(), that AdamW changes the parameters, and the init scale.",
+        ),
+        has_module=False,
+    ),
+)
+
+BY_ID = {ex.id: ex for ex in EXERCISES}
+BY_NAME = {ex.name: ex for ex in EXERCISES}
+MODULE_EXERCISES = tuple(ex for ex in EXERCISES if ex.has_module)
+
+
+def find(key: str) -> Exercise:
+    """An exercise by id ("3", "03") or name ("attention"); ValueError with a sentence otherwise."""
+    key = str(key).strip().lower()
+    if key.isdigit():
+        key = key.zfill(2)
+    ex = BY_ID.get(key) or BY_NAME.get(key)
+    if ex is None:
+        known = ", ".join(e.id for e in EXERCISES)
+        raise ValueError(f"There is no exercise {key!r}; the exercises are {known}.")
+    return ex
+
+
+def for_module(module: str) -> Exercise:
+    """The exercise whose module is solutions/<module>.py or exercises/<module>.py."""
+    return BY_NAME[module]
+
+
+def dependencies(ex: Exercise) -> list[Exercise]:
+    """Every exercise ex needs, directly or not, in course order."""
+    seen: set[str] = set()
+    stack = list(ex.depends)
+    while stack:
+        dep = stack.pop()
+        if dep not in seen:
+            seen.add(dep)
+            stack.extend(BY_ID[dep].depends)
+    return [e for e in EXERCISES if e.id in seen]

@@ -1,0 +1,298 @@
+"""What every kata test shares: which implementation is under test, seeded inputs,
+small configs, and comparisons whose failure messages say what is wrong.
+
+    mine = learner("attention")      # exercises.attention (or solutions.attention with --impl solutions)
+    ref = reference("attention")     # always solutions.attention
+    expect_close(out, want, "causal_attention", inputs=dict(q=q, k=k, v=v),
+                 likely=[("the scores were not divided by sqrt(D)", lambda: ...)])
+
+A failure names the function, the inputs (shapes, dtypes, config), the largest
+difference and where it is, and, when the wrong output equals one of the
+`likely` mistakes computed from the reference, names that mistake.
+"""
+
+import contextlib
+import importlib
+import math
+import os
+
+import torch
+
+from grader.registry import BY_NAME
+
+
+def impl() -> str:
+    return os.environ.get("KATA_IMPL", "exercises")
+
+
+def learner(module: str):
+    """The module under test: exercises.<module> (swaps applied) or solutions.<module>."""
+    return importlib.import_module(f"{impl()}.{module}")
+
+
+def reference(module: str):
+    return importlib.import_module(f"solutions.{module}")
+
+
+def label(module: str) -> str:
+    """'03 attention' for 'attention'."""
+    return BY_NAME[module].label
+
+
+# --- tolerances -----------------------------------------------------------------------------
+# (atol, rtol) for comparing an implementation against the reference on O(1) values.
+# Two correct implementations differ only in the order and grouping of their arithmetic,
+# so the tolerance is a few roundings of the dtype deep; every mistake the tests look for
+# changes the values by far more (usually > 1e-2).
+TOLERANCE = {
+    torch.float64: (1e-10, 1e-8),  # 53-bit mantissa: 1e-16 per operation, thousands of operations
+    torch.float32: (2e-5, 1e-4),  # 24 bits: 6e-8 per operation; sums over C channels reorder freely
+    torch.float16: (4e-3, 4e-3),  # 11 bits: 5e-4 per rounding, a few roundings apart
+    torch.bfloat16: (3e-2, 3e-2),  # 8 bits: 4e-3 per rounding, implementations round at different steps
+}
+# A whole model (several blocks, embeddings, vocabulary projection) stacks many more
+# operations; float32 agreement with Hugging Face is asked to 1e-4 (the contract's figure).
+MODEL_TOLERANCE = {torch.float32: (1e-4, 1e-4), torch.float64: (1e-9, 1e-7)}
+
+
+def tolerance(dtype, model=False):
+    table = MODEL_TOLERANCE if model and dtype in MODEL_TOLERANCE else TOLERANCE
+    return table[dtype]
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def randn(*shape, seed=0, dtype=torch.float32, scale=1.0, device="cpu"):
+    """Seeded normal values that do not disturb torch's global RNG."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype=dtype, device=device)
+
+
+def randint(high, *shape, seed=0, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(high, shape, generator=g).to(device)
+
+
+def perturb_parameters(module, seed=0, scale=0.1):
+    """Add seeded noise to every parameter, moving biases off 0 and norm weights off 1,
+    so that a dropped bias or an ignored weight shows in the output."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype) * scale)
+    return module
+
+
+def small_config(**overrides):
+    """A tiny GPTConfig (from the reference's config.py) for fast tests."""
+    GPTConfig = reference("config").GPTConfig
+    fields = dict(vocab_size=61, block_size=16, n_layer=2, n_head=4, n_embd=32)
+    fields.update(overrides)
+    return GPTConfig(**fields)
+
+
+# Named configs that cover the axes of the contract. Parametrize module tests over these.
+CONFIG_VARIANTS = {
+    "gpt2": dict(),  # layernorm, learned positions, gelu, bias, tied: multi-head
+    "gqa-rope-swiglu": dict(n_kv_head=2, pos_emb="rope", norm="rmsnorm", norm_eps=1e-6, mlp="swiglu",
+                            mlp_hidden=48, bias=False, tie_embeddings=False),
+    "mqa-qknorm-relu2": dict(n_kv_head=1, pos_emb="rope", norm="rmsnorm", qk_norm=True, mlp="relu2",
+                             bias=False, tie_embeddings=False, logit_softcap=15.0),
+    "mha-rope-bias": dict(pos_emb="rope", norm_eps=1e-3, mlp="relu2", bias=True),
+}
+
+
+def variant_config(name, **overrides):
+    fields = dict(CONFIG_VARIANTS[name])
+    fields.update(overrides)
+    return small_config(**fields)
+
+
+def describe_config(config) -> str:
+    keys = ("n_head", "n_kv_head", "n_embd", "norm", "pos_emb", "mlp", "bias", "qk_norm", "tie_embeddings",
+            "logit_softcap")
+    return "config(" + ", ".join(f"{k}={getattr(config, k)!r}" for k in keys) + ")"
+
+
+# --- describing and comparing ---------------------------------------------------------------
+
+
+def describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        dtype = str(value.dtype).replace("torch.", "")
+        return f"{tuple(value.shape)} {dtype}"
+    if hasattr(value, "n_embd"):
+        return describe_config(value)
+    return repr(value)
+
+
+def call_text(what, inputs) -> str:
+    if not inputs:
+        return what
+    args = ", ".join(f"{k} {describe(v)}" if isinstance(v, torch.Tensor) else f"{k}={describe(v)}"
+                     for k, v in inputs.items())
+    return f"{what}({args})"
+
+
+class Mismatch(AssertionError):
+    """A kata assertion: its message is the whole teaching text."""
+
+
+def fail(module: str, text: str):
+    raise Mismatch(f"{label(module)}: {text}")
+
+
+def _close(a, b, atol, rtol):
+    if a.shape != b.shape:
+        return False
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    return bool(torch.allclose(a, b, atol=atol, rtol=rtol, equal_nan=True))
+
+
+def diagnose(actual, likely, atol, rtol) -> str | None:
+    """The first `likely` mistake whose output equals `actual`, as a sentence; else None."""
+    for sentence, make in likely:
+        try:
+            candidate = make() if callable(make) else make
+        except Exception:  # a candidate that cannot be computed for these inputs just does not match
+            continue
+        if isinstance(candidate, torch.Tensor) and _close(actual, candidate, atol, rtol):
+            return sentence
+    return None
+
+
+def largest_difference(actual, expected):
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    diff = (a - e).abs()
+    both_nan = a.isnan() & e.isnan()
+    diff = torch.where(both_nan, torch.zeros_like(diff), diff)
+    diff = torch.where(diff.isnan(), torch.full_like(diff, math.inf), diff)
+    flat = int(diff.argmax())
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), diff.shape)) if diff.dim() else ()
+    rel = (diff / e.abs().clamp_min(1e-12)).max().item() if diff.numel() else 0.0
+    return diff.max().item(), index, a[index].item(), e[index].item(), rel
+
+
+def expect_close(actual, expected, what, *, module, inputs=None, atol=None, rtol=None, likely=(),
+                 hint=None, model=False):
+    """Assert actual matches expected (shape, dtype, device, values) or fail with a teaching message.
+
+    module: the exercise's module name ("attention"), for the message's label.
+    likely: (sentence, tensor or callable returning a tensor) pairs: outputs of known mistakes.
+    hint: a sentence added to any value mismatch that matches no likely mistake.
+    """
+    call = call_text(what, inputs)
+    if not isinstance(actual, torch.Tensor):
+        fail(module, f"{call} returned {type(actual).__name__}, expected a tensor of shape {tuple(expected.shape)}.")
+    d_atol, d_rtol = tolerance(expected.dtype, model)
+    atol = d_atol if atol is None else atol
+    rtol = d_rtol if rtol is None else rtol
+    if actual.shape != expected.shape:
+        text = f"{call} returned shape {tuple(actual.shape)}, expected {tuple(expected.shape)}."
+        found = diagnose(actual, likely, atol, rtol)
+        if found:
+            text += f" This looks like: {found}."
+        fail(module, text)
+    if actual.dtype != expected.dtype:
+        fail(module, f"{call} returned dtype {str(actual.dtype).replace('torch.', '')}, expected "
+                     f"{str(expected.dtype).replace('torch.', '')}.")
+    if actual.device.type != expected.device.type:
+        fail(module, f"{call} returned a tensor on {actual.device}, expected {expected.device} (the input's device).")
+    if _close(actual, expected, atol, rtol):
+        return
+    max_abs, index, got, want, max_rel = largest_difference(actual, expected)
+    text = (f"{call} differs from the reference: max abs diff {max_abs:.3g} at {list(index)} "
+            f"(yours {got:.6g}, expected {want:.6g}), max rel diff {max_rel:.3g}; "
+            f"tolerance atol={atol:g}, rtol={rtol:g}.")
+    if actual.isnan().any() and not expected.isnan().any():
+        text += " Your output has NaN where the reference has none."
+    found = diagnose(actual, likely, atol, rtol)
+    if found:
+        text += f" This looks like: {found}."
+    elif hint:
+        text += f" {hint}"
+    fail(module, text)
+
+
+def expect_unchanged(before: dict, after: dict, what, *, module):
+    """Inputs must not be modified in place."""
+    for name, tensor in before.items():
+        if not torch.equal(tensor, after[name]):
+            fail(module, f"{what} modified its input {name!r} in place; compute on a new tensor instead.")
+
+
+# --- modules --------------------------------------------------------------------------------
+
+
+def load_reference_weights(mine, ref, what, *, module):
+    """Load ref's state dict into mine strictly; fail with the differing keys and shapes."""
+    ours, theirs = mine.state_dict(), ref.state_dict()
+    missing = [k for k in theirs if k not in ours]
+    unexpected = [k for k in ours if k not in theirs]
+    shapes = [f"{k} is {tuple(ours[k].shape)} but the contract's is {tuple(theirs[k].shape)}"
+              for k in theirs if k in ours and ours[k].shape != theirs[k].shape]
+    problems = []
+    if missing:
+        problems.append("missing " + ", ".join(missing))
+    if unexpected:
+        problems.append("not in the contract " + ", ".join(unexpected))
+    if shapes:
+        problems.append("; ".join(shapes))
+    if problems:
+        text = f"{what}'s parameters differ from the contract's: " + "; ".join(problems) + "."
+        if shapes and any("weight" in s for s in shapes):
+            text += " nn.Linear(in, out).weight has shape (out, in)."
+        fail(module, text)
+    mine.load_state_dict(theirs, strict=True)
+    return mine
+
+
+def expect_gradients_everywhere(mod, loss, what, *, module):
+    """Backward through loss reaches every parameter with a non-zero gradient."""
+    mod.zero_grad(set_to_none=True)
+    loss.backward()
+    dead = [name for name, p in mod.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    if dead:
+        fail(module, f"{what}: no gradient reaches {', '.join(dead)}; the output does not depend on "
+                     f"{'it' if len(dead) == 1 else 'them'} (detached, unused, or computed without autograd).")
+
+
+# --- built-ins that are off limits inside an exercise ---------------------------------------
+
+
+class OffLimits(AssertionError):
+    pass
+
+
+@contextlib.contextmanager
+def forbid(module: str, message: str, targets, learner_module=None):
+    """While active, calling any of targets ((owner, attribute) pairs) raises OffLimits(message).
+
+    Aliases of the forbidden objects in the learner's module namespace (from torch.nn.functional
+    import scaled_dot_product_attention) are replaced as well.
+    """
+    text = f"{label(module)}: {message}"
+
+    def refuse(*args, **kwargs):
+        raise OffLimits(text)
+
+    saved = []
+    originals = []
+    for owner, name in targets:
+        original = getattr(owner, name, None)
+        if original is None:
+            continue
+        originals.append(original)
+        saved.append((owner, name, original))
+        setattr(owner, name, refuse)
+    if learner_module is not None:
+        for name, value in list(vars(learner_module).items()):
+            if any(value is o for o in originals):
+                saved.append((learner_module, name, value))
+                setattr(learner_module, name, refuse)
+    try:
+        yield
+    finally:
+        for owner, name, original in reversed(saved):
+            setattr(owner, name, original)

@@ -1,0 +1,243 @@
+"""01 norms: layer_norm, rms_norm, LayerNorm, RMSNorm (exercises/norms.py).
+
+Checked against the reference and against torch's own F.layer_norm / F.rms_norm,
+which are off limits inside the exercise itself.
+"""
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from harness import (
+    expect_close, expect_gradients_everywhere, expect_unchanged, fail, forbid, learner, load_reference_weights,
+    perturb_parameters, randn, reference,
+)
+
+MODULE = "norms"
+OFF_LIMITS = "write the normalisation yourself; F.layer_norm, F.rms_norm, nn.LayerNorm and nn.RMSNorm are off limits here."
+BUILTINS = [
+    (F, "layer_norm"), (torch, "layer_norm"), (torch, "native_layer_norm"), (nn.LayerNorm, "forward"),
+    (F, "rms_norm"), (torch, "rms_norm"), (nn.RMSNorm, "forward"),
+]
+
+
+def mine():
+    return learner(MODULE)
+
+
+def run(fn, *args, **kwargs):
+    """Call the learner's code with the built-in norms refusing to run."""
+    with forbid(MODULE, OFF_LIMITS, BUILTINS, learner_module=mine()):
+        return fn(*args, **kwargs)
+
+
+# Known mistakes, computed in float64 from x and the parameters: the message names the one that matches.
+def unbiased_layer_norm(x, w, b, eps):
+    y = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=True, keepdim=True) + eps)
+    return affine(y, w, b)
+
+
+def eps_outside_sqrt(x, w, b, eps):
+    y = (x - x.mean(-1, keepdim=True)) / (x.var(-1, unbiased=False, keepdim=True).sqrt() + eps)
+    return affine(y, w, b)
+
+
+def affine(y, w, b):
+    if w is not None:
+        y = y * w
+    if b is not None:
+        y = y + b
+    return y
+
+
+def layer_norm_mistakes(x, w, b, eps):
+    d = lambda t: None if t is None else t.double()  # noqa: E731
+    x64, w64, b64 = x.double(), d(w), d(b)
+    centred = x64 - x64.mean(-1, keepdim=True)
+    std = torch.sqrt(x64.var(-1, unbiased=False, keepdim=True) + eps)
+    cast = lambda fn: (lambda: fn().to(x.dtype))  # noqa: E731
+    return [
+        ("the variance is unbiased (divided by C - 1); LayerNorm divides by C (torch.var(..., unbiased=False))",
+         cast(lambda: unbiased_layer_norm(x64, w64, b64, eps))),
+        ("eps is added to the standard deviation; it belongs inside the square root, sqrt(var + eps)",
+         cast(lambda: eps_outside_sqrt(x64, w64, b64, eps))),
+        ("the mean is not subtracted (that is rms_norm); layer_norm centres x first",
+         cast(lambda: affine(x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + eps), w64, b64))),
+        ("the weight is not applied", cast(lambda: affine(centred / std, None, b64))),
+        ("the bias is not added", cast(lambda: affine(centred / std, w64, None))),
+        ("the statistics are taken over the first dim instead of the last (use dim=-1)",
+         cast(lambda: affine((x64 - x64.mean(0, keepdim=True))
+                             / torch.sqrt(x64.var(0, unbiased=False, keepdim=True) + eps), w64, b64))),
+    ]
+
+
+def rms_norm_mistakes(x, w, eps):
+    x64, w64 = x.double(), None if w is None else w.double()
+    ms = x64.pow(2).mean(-1, keepdim=True)
+    cast = lambda fn: (lambda: fn().to(x.dtype))  # noqa: E731
+    return [
+        ("the mean is subtracted (that is layer_norm); rms_norm only scales",
+         cast(lambda: affine((x64 - x64.mean(-1, keepdim=True))
+                             / torch.sqrt(x64.var(-1, unbiased=False, keepdim=True) + eps), w64, None))),
+        ("eps is added to the root mean square; it belongs inside the square root, sqrt(mean(x²) + eps)",
+         cast(lambda: affine(x64 / (ms.sqrt() + eps), w64, None))),
+        ("the sum of squares is used instead of the mean (divide by C)",
+         cast(lambda: affine(x64 * torch.rsqrt(x64.pow(2).sum(-1, keepdim=True) + eps), w64, None))),
+        ("the weight is not applied", cast(lambda: x64 * torch.rsqrt(ms + eps))),
+        ("x is divided by mean(x²) without the square root",
+         cast(lambda: affine(x64 / (ms + eps), w64, None))),
+    ]
+
+
+SHAPES = [(3, 8), (2, 5, 16), (2, 3, 4, 7)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("affine_params", ["weight+bias", "weight", "none"])
+def test_layer_norm_matches_reference(shape, affine_params):
+    C = shape[-1]
+    x = randn(*shape, seed=1, scale=3.0) + 2.0  # a mean far from 0, so a missing centring shows
+    w = randn(C, seed=2) + 1.0 if affine_params != "none" else None
+    b = randn(C, seed=3) if affine_params == "weight+bias" else None
+    eps = 1e-1  # large, so that where eps goes shows
+    out = run(mine().layer_norm, x, w, b, eps=eps)
+    expect_close(out, reference(MODULE).layer_norm(x, w, b, eps=eps), "layer_norm", module=MODULE,
+                 inputs=dict(x=x, weight=w, bias=b, eps=eps), likely=layer_norm_mistakes(x, w, b, eps))
+
+
+def test_layer_norm_matches_torch():
+    x, w, b = randn(4, 6, 24, seed=4, scale=2.0), randn(24, seed=5), randn(24, seed=6)
+    want = F.layer_norm(x, (24,), w, b, eps=1e-5)
+    out = run(mine().layer_norm, x, w, b, eps=1e-5)
+    expect_close(out, want, "layer_norm vs F.layer_norm", module=MODULE, inputs=dict(x=x, weight=w, bias=b),
+                 likely=layer_norm_mistakes(x, w, b, 1e-5))
+
+
+def test_layer_norm_default_eps_is_1e_5():
+    x = randn(2, 4, seed=7, scale=1e-3)  # tiny variance: eps dominates, so its value shows
+    out = run(mine().layer_norm, x)
+    expect_close(out, F.layer_norm(x, (4,), eps=1e-5), "layer_norm(x) with the default eps", module=MODULE,
+                 inputs=dict(x=x), hint="The default eps is 1e-5.")
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("with_weight", [True, False], ids=["weight", "no-weight"])
+def test_rms_norm_matches_reference(shape, with_weight):
+    C = shape[-1]
+    x = randn(*shape, seed=11, scale=3.0) + 1.0
+    w = randn(C, seed=12) + 1.0 if with_weight else None
+    eps = 1e-1
+    out = run(mine().rms_norm, x, w, eps=eps)
+    expect_close(out, reference(MODULE).rms_norm(x, w, eps=eps), "rms_norm", module=MODULE,
+                 inputs=dict(x=x, weight=w, eps=eps), likely=rms_norm_mistakes(x, w, eps))
+
+
+def test_rms_norm_matches_torch():
+    x, w = randn(4, 6, 24, seed=13, scale=2.0), randn(24, seed=14)
+    want = F.rms_norm(x, (24,), w, eps=1e-6)
+    out = run(mine().rms_norm, x, w, eps=1e-6)
+    expect_close(out, want, "rms_norm vs F.rms_norm", module=MODULE, inputs=dict(x=x, weight=w),
+                 likely=rms_norm_mistakes(x, w, 1e-6))
+
+
+def test_rms_norm_default_eps_is_1e_6():
+    x = randn(2, 4, seed=15, scale=1e-3)
+    out = run(mine().rms_norm, x)
+    expect_close(out, F.rms_norm(x, (4,), eps=1e-6), "rms_norm(x) with the default eps", module=MODULE,
+                 inputs=dict(x=x), hint="The default eps is 1e-6.")
+
+
+@pytest.mark.parametrize("fn", ["layer_norm", "rms_norm"])
+def test_float16_with_large_values_does_not_overflow(fn):
+    # |x| up to ~1000: x² reaches 1e6, far above float16's largest value (65504).
+    x32 = randn(3, 64, seed=21, scale=400.0)
+    x = x32.half()
+    w = (randn(64, seed=22) * 0.1 + 1.0).half()
+    out = run(getattr(mine(), fn), x, w)
+    want = getattr(reference(MODULE), fn)(x, w)
+    if isinstance(out, torch.Tensor) and out.dtype == torch.float16 and not torch.isfinite(out).all():
+        fail(MODULE, f"{fn} of a float16 x with |x| up to {x32.abs().max():.0f} gave inf or NaN: x² overflows "
+                     f"float16 (max 65504). Convert x to float32 before squaring and the result back at the end.")
+    expect_close(out, want, fn, module=MODULE, inputs=dict(x=x, weight=w))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64], ids=str)
+@pytest.mark.parametrize("fn", ["layer_norm", "rms_norm"])
+def test_returns_the_input_dtype(fn, dtype):
+    x = randn(2, 3, 16, seed=23, dtype=dtype)
+    w = randn(16, seed=24, dtype=dtype)
+    out = run(getattr(mine(), fn), x, w)
+    want = getattr(reference(MODULE), fn)(x, w)
+    if isinstance(out, torch.Tensor) and out.dtype != dtype:
+        fail(MODULE, f"{fn} of a {str(dtype)[6:]} x returned {str(out.dtype)[6:]}; compute in float32 "
+                     f"(float64 stays float64) but return x's dtype: .to(x.dtype) at the end.")
+    likely = []
+    if dtype == torch.float64:
+        likely = [("float64 was computed in float32; leave float64 as it is (upcast only below float32)",
+                   lambda: getattr(reference(MODULE), fn)(x.float(), w.float()).double())]
+    expect_close(out, want, fn, module=MODULE, inputs=dict(x=x, weight=w), likely=likely)
+
+
+def test_functions_do_not_modify_their_inputs():
+    x, w, b = randn(2, 5, 8, seed=31), randn(8, seed=32), randn(8, seed=33)
+    before = dict(x=x.clone(), weight=w.clone(), bias=b.clone())
+    run(mine().layer_norm, x, w, b)
+    expect_unchanged(before, dict(x=x, weight=w, bias=b), "layer_norm", module=MODULE)
+    run(mine().rms_norm, x, w)
+    expect_unchanged(before, dict(x=x, weight=w, bias=b), "rms_norm", module=MODULE)
+
+
+def test_layer_norm_module_parameters():
+    ln = run(mine().LayerNorm, 12)
+    expect_parameters(ln, "LayerNorm(12)", {"weight": torch.ones(12), "bias": torch.zeros(12)})
+    ln = run(mine().LayerNorm, 12, bias=False)
+    expect_parameters(ln, "LayerNorm(12, bias=False)", {"weight": torch.ones(12)})
+
+
+def test_rms_norm_module_parameters():
+    expect_parameters(run(mine().RMSNorm, 12), "RMSNorm(12)", {"weight": torch.ones(12)})
+
+
+def expect_parameters(module, what, want):
+    have = dict(module.named_parameters())
+    if set(have) != set(want):
+        fail(MODULE, f"{what} has parameters {sorted(have)}, expected {sorted(want)} "
+                     f"(nn.Parameter attributes; a bias of None when bias=False).")
+    for name, value in want.items():
+        if have[name].shape != value.shape or not torch.equal(have[name].detach(), value):
+            fail(MODULE, f"{what}.{name} should start as {'ones' if value.sum() else 'zeros'} of shape "
+                         f"{tuple(value.shape)}.")
+    if set(module.state_dict()) != set(want):
+        fail(MODULE, f"{what}'s state_dict has keys {sorted(module.state_dict())}, expected {sorted(want)}.")
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_layer_norm_module_matches_reference(bias):
+    ref = perturb_parameters(reference(MODULE).LayerNorm(16, bias=bias, eps=1e-3), seed=41)
+    ln = load_reference_weights(run(mine().LayerNorm, 16, bias=bias, eps=1e-3), ref, "LayerNorm", module=MODULE)
+    x = randn(2, 5, 16, seed=42, scale=2.0) + 1.0
+    expect_close(run(ln, x), ref(x), f"LayerNorm(16, bias={bias}, eps=1e-3)", module=MODULE, inputs=dict(x=x),
+                 likely=layer_norm_mistakes(x, ref.weight.detach(), ref.bias.detach() if bias else None, 1e-3),
+                 hint="Check that forward passes the module's own weight, bias and eps.")
+
+
+def test_rms_norm_module_matches_reference():
+    ref = perturb_parameters(reference(MODULE).RMSNorm(16, eps=1e-3), seed=43)
+    rn = load_reference_weights(run(mine().RMSNorm, 16, eps=1e-3), ref, "RMSNorm", module=MODULE)
+    x = randn(2, 5, 16, seed=44, scale=2.0)
+    expect_close(run(rn, x), ref(x), "RMSNorm(16, eps=1e-3)", module=MODULE, inputs=dict(x=x),
+                 likely=rms_norm_mistakes(x, ref.weight.detach(), 1e-3),
+                 hint="Check that forward passes the module's own weight and eps.")
+
+
+@pytest.mark.parametrize("cls", ["LayerNorm", "RMSNorm"])
+def test_gradients_reach_every_parameter_and_the_input(cls):
+    module = perturb_parameters(run(getattr(mine(), cls), 8), seed=51)
+    x = randn(3, 8, seed=52).requires_grad_()
+    out = run(module, x)
+    loss = (out * randn(3, 8, seed=53)).sum()
+    expect_gradients_everywhere(module, loss, cls, module=MODULE)
+    if x.grad is None or not torch.any(x.grad != 0):
+        fail(MODULE, f"{cls}: no gradient reaches the input x; keep the computation in autograd "
+                     f"(no .detach(), .item() or .numpy()).")

@@ -296,3 +296,13 @@ def forbid(module: str, message: str, targets, learner_module=None):
     finally:
         for owner, name, original in reversed(saved):
             setattr(owner, name, original)
+
+
+def devices() -> list[str]:
+    """The devices to run device tests on: cpu, plus cuda and mps where present."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        found.append("mps")
+    return found

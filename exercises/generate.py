@@ -5,11 +5,15 @@ The model gives logits (B, V) for the next token. Turning them into a choice:
     temperature 0:  the most likely token (greedy, deterministic)
     temperature T:  softmax(logits / T); T < 1 sharpens, T > 1 flattens
     top-k:          keep the k largest logits, set the rest to -inf
+                    (top_k None, 0 or >= V keeps every token)
     top-p (nucleus): sort by probability; keep the smallest set of most likely
                     tokens whose probabilities add up to at least p (the token
-                    that crosses p stays in), drop the rest
+                    that crosses p stays in), drop the rest (top_p None or >= 1
+                    keeps every token); the probabilities are those left after
+                    the temperature and top-k
 
-then draw one token from what is left. generate() feeds the prompt, samples a
+then draw one token from what is left, with the generator given (so that a
+seeded generator repeats its draws). generate() feeds the prompt, samples a
 token, appends it, and repeats, cropping the context to the last block_size
 tokens the model can see.
 """

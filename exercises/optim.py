@@ -38,7 +38,8 @@ class AdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         # TODO: for each group, each p with a gradient: state (step t, m, v) in self.state[p], starting at zeros
-        #       decay p by lr * weight_decay, update m and v, bias-correct, p -= lr * m̂ / (sqrt(v̂) + eps)
+        #       decay p by lr * weight_decay, update m and v, bias-correct, p -= lr * m̂ / (sqrt(v̂) + eps);
+        #       at the end, return loss (the closure's, or None)
         raise NotImplementedError("07 optim: AdamW.step — for each group, each p with a gradient: state (step t, m, v) in self.state[p], starting at zeros")
 
 

@@ -136,7 +136,8 @@ class GPT(nn.Module):
         if model_type == "llama" and hasattr(hf_model, "lm_head"):
             return cls._from_llama(hf_model)
         raise ValueError(
-            f"GPT.from_hf reads GPT2LMHeadModel or LlamaForCausalLM, not {type(hf_model).__name__}."
+            f"GPT.from_hf reads GPT2LMHeadModel or LlamaForCausalLM, not {type(hf_model).__name__} "
+            f"(model_type {model_type!r})."
         )
         ### END SOLUTION
 

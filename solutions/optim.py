@@ -39,7 +39,8 @@ class AdamW(torch.optim.Optimizer):
                 loss = closure()
         ### BEGIN SOLUTION
         ### TODO: for each group, each p with a gradient: state (step t, m, v) in self.state[p], starting at zeros
-        ### TODO: decay p by lr * weight_decay, update m and v, bias-correct, p -= lr * m̂ / (sqrt(v̂) + eps)
+        ### TODO: decay p by lr * weight_decay, update m and v, bias-correct, p -= lr * m̂ / (sqrt(v̂) + eps);
+        ### TODO: at the end, return loss (the closure's, or None)
         for group in self.param_groups:
             lr, (beta1, beta2) = group["lr"], group["betas"]
             for p in group["params"]:

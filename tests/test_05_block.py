@@ -1,0 +1,268 @@
+"""05 block: the pre-norm transformer block (exercises/block.py).
+
+The learner's Block is built from the learner's own norms, attention and MLP (relative
+imports), so a mistake in 01, 03 or 04 shows here too; fix those first. Every
+comparison loads the reference Block's perturbed weights into the learner's, so ln_1
+and ln_2 hold different weights and a swapped or missing piece changes the output.
+"""
+
+import pytest
+import torch
+
+from harness import (
+    CONFIG_VARIANTS, describe_config, expect_close, expect_gradients_everywhere, fail, learner,
+    load_reference_weights, perturb_parameters, randn, reference, variant_config,
+)
+
+MODULE = "block"
+VARIANTS = list(CONFIG_VARIANTS)
+T = 7
+
+
+def mine():
+    return learner(MODULE)
+
+
+def rotary_for(config, T, start=0):
+    """(cos, sin) for positions start .. start + T - 1, or None without rope."""
+    if config.pos_emb != "rope":
+        return None
+    cos, sin = reference("rotary").rotary_cos_sin(start + T, config.head_dim, config.rope_base)
+    return cos[start:], sin[start:]
+
+
+def reference_block(config, seed=1, dtype=torch.float32):
+    return perturb_parameters(reference(MODULE).Block(config, layer_idx=1), seed=seed, scale=0.2).to(dtype)
+
+
+def learner_block(config, ref):
+    return load_reference_weights(mine().Block(config, layer_idx=1).to(ref.ln_1.weight.dtype), ref, "Block",
+                                  module=MODULE)
+
+
+def block_mistakes(ref, config, x, rotary):
+    """Outputs of wrong wirings of the reference's own (loaded) sub-layers."""
+    ln1, ln2, mlp = ref.ln_1, ref.ln_2, ref.mlp
+    attn = lambda h, rot=rotary: ref.attn(h, rotary=rot)  # noqa: E731
+
+    def pre_norm(a_norm=ln1, m_norm=ln2, a=attn, m=mlp):
+        h = x + a(a_norm(x))
+        return h + m(m_norm(h))
+
+    def post_norm():
+        h = ln1(x + attn(x))
+        return ln2(h + mlp(h))
+
+    def sandwich():
+        h = x + ln1(attn(x))
+        return h + ln2(mlp(h))
+
+    def no_attn_residual():
+        h = attn(ln1(x))
+        return h + mlp(ln2(h))
+
+    def no_mlp_residual():
+        h = x + attn(ln1(x))
+        return mlp(ln2(h))
+
+    def no_residuals():
+        return mlp(ln2(attn(ln1(x))))
+
+    def mlp_first(norm_a=ln2, norm_m=ln1):
+        h = x + mlp(norm_m(x))
+        return h + attn(norm_a(h))
+
+    def parallel():
+        return x + attn(ln1(x)) + mlp(ln2(x))
+
+    def normalised_residual():
+        h = ln1(x)
+        h = h + attn(h)
+        g = ln2(h)
+        return g + mlp(g)
+
+    swapped = "ln_1 and ln_2 are swapped: ln_1 goes before attn, ln_2 before mlp"
+    mistakes = [
+        ("post-norm: the norm is applied after the residual add, x = ln(x + attn(x)); pre-norm normalises the "
+         "input of each sub-layer only: x = x + attn(ln_1(x))", post_norm),
+        ("the norm is applied to the sub-layer's output, x + ln(attn(x)); it belongs on its input: "
+         "x = x + attn(ln_1(x))", sandwich),
+        ("the attention residual is missing: x = x + attn(ln_1(x)), not x = attn(ln_1(x))", no_attn_residual),
+        ("the MLP residual is missing: x = x + mlp(ln_2(x)), not x = mlp(ln_2(x))", no_mlp_residual),
+        ("both residual connections are missing: each sub-layer's output is added to x", no_residuals),
+        (swapped, lambda: pre_norm(a_norm=ln2, m_norm=ln1)),
+        ("the MLP runs before the attention; attention comes first: x = x + attn(ln_1(x)), then "
+         "x = x + mlp(ln_2(x))", mlp_first),
+        ("the MLP runs before the attention; attention comes first: x = x + attn(ln_1(x)), then "
+         "x = x + mlp(ln_2(x))", lambda: mlp_first(norm_a=ln1, norm_m=ln2)),
+        ("the final norm is applied inside the block (ln_2 on the output); the block returns the residual "
+         "stream unnormalised: the final norm (ln_f) comes once, after the last block, in GPT",
+         lambda: ln2(pre_norm())),
+        ("the final norm is applied inside the block (ln_1 on the output); the block returns the residual "
+         "stream unnormalised: the final norm (ln_f) comes once, after the last block, in GPT",
+         lambda: ln1(pre_norm())),
+        ("the MLP reads the block's input (a parallel block); it reads the stream after the attention "
+         "residual: x = x + attn(ln_1(x)) first, then x = x + mlp(ln_2(x)) with the new x", parallel),
+        ("the residual adds the normalised x: x = x + attn(ln_1(x)) adds to x itself, not to ln_1(x)",
+         normalised_residual),
+        ("ln_1 is not applied: attn reads ln_1(x)", lambda: pre_norm(a_norm=lambda h: h)),
+        ("ln_2 is not applied: mlp reads ln_2(x)", lambda: pre_norm(m_norm=lambda h: h)),
+        ("ln_1 is used before the MLP too; the MLP reads ln_2(x)", lambda: pre_norm(m_norm=ln1)),
+        ("ln_2 is used before the attention too; attention reads ln_1(x)", lambda: pre_norm(a_norm=ln2)),
+    ]
+    if rotary is not None:
+        mistakes.append(("rotary is not passed on to attn: self.attn(self.ln_1(x), rotary=rotary, kv_cache=kv_cache)",
+                         lambda: pre_norm(a=lambda h: attn(h, None))))
+    if config.norm == "rmsnorm":
+        for eps in (config.norm_eps, 1e-5):
+            mistakes.append(("ln_1 and ln_2 are LayerNorms but config.norm is 'rmsnorm': build them with "
+                             "make_norm(config)",
+                             lambda eps=eps: pre_norm(a_norm=layer_norm_instead_eps(ln1, eps),
+                                                      m_norm=layer_norm_instead_eps(ln2, eps))))
+    elif config.norm_eps != 1e-5:
+        mistakes.append(("the norms ignore config.norm_eps: build them with make_norm(config)",
+                         lambda: pre_norm(a_norm=eps_norm(ln1, 1e-5), m_norm=eps_norm(ln2, 1e-5))))
+    return mistakes
+
+
+def layer_norm_instead_eps(ln, eps):
+    norms = reference("norms")
+    return lambda h: norms.layer_norm(h, ln.weight, None, eps=eps)
+
+
+def eps_norm(ln, eps):
+    norms = reference("norms")
+    return lambda h: norms.layer_norm(h, ln.weight, ln.bias, eps=eps)
+
+
+# --- parameters --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_block_parameter_names(variant):
+    config = variant_config(variant)
+    block = mine().Block(config)
+    ref = reference(MODULE).Block(config)
+    have, want = set(block.state_dict()), set(ref.state_dict())
+    if have == want:
+        return
+    parts = lambda keys: sorted({k.split(".")[0] for k in keys})  # noqa: E731
+    text = (f"Block({describe_config(config)}) has parameters under {parts(have)}; the contract's are under "
+            f"['attn', 'ln_1', 'ln_2', 'mlp'].")
+    extra, missing = sorted(have - want), sorted(want - have)
+    if extra:
+        text += f" Not in the contract: {', '.join(extra)}."
+        if any(k.split(".")[0] not in ("ln_1", "attn", "ln_2", "mlp") for k in extra):
+            text += (" A block holds ln_1, attn, ln_2, mlp and nothing else; the final norm (ln_f) belongs to GPT, "
+                     "after the last block.")
+    if missing:
+        text += f" Missing: {', '.join(missing)}."
+    if any(k.startswith(("ln_1.bias", "ln_2.bias")) for k in extra + missing):
+        text += " Build ln_1 and ln_2 with make_norm(config): it picks LayerNorm or RMSNorm and the bias."
+    fail(MODULE, text)
+
+
+# --- against the reference ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_block_matches_reference(variant):
+    config = variant_config(variant)
+    ref = reference_block(config, seed=2)
+    block = learner_block(config, ref)
+    x = randn(2, T, config.n_embd, seed=3)
+    rotary = rotary_for(config, T)
+    with torch.no_grad():
+        out = block(x, rotary=rotary)
+        expect_close(out, ref(x, rotary=rotary), "Block" + (" with rotary" if rotary else ""), module=MODULE,
+                     inputs=dict(x=x, config=config),
+                     likely=block_mistakes(ref, config, x, rotary),
+                     hint="Pre-norm: x = x + attn(ln_1(x), rotary=rotary, kv_cache=kv_cache); x = x + mlp(ln_2(x)).")
+
+
+@pytest.mark.parametrize("variant", ["gpt2", "gqa-rope-swiglu"])
+def test_block_matches_reference_in_float64(variant):
+    config = variant_config(variant)
+    ref = reference_block(config, seed=4, dtype=torch.float64)
+    block = learner_block(config, ref)
+    x = randn(1, 5, config.n_embd, seed=5, dtype=torch.float64)
+    rotary = rotary_for(config, 5)
+    with torch.no_grad():
+        out = block(x, rotary=rotary)
+        expect_close(out, ref(x, rotary=rotary), "Block in float64", module=MODULE,
+                     inputs=dict(x=x, config=config), likely=block_mistakes(ref, config, x, rotary))
+
+
+@pytest.mark.parametrize("variant", ["gqa-rope-swiglu", "mqa-qknorm-relu2"])
+def test_block_passes_rotary_to_attention(variant):
+    # Tables for positions 3 .. 3 + T - 1: the block must hand attention exactly the (cos, sin) it was given.
+    config = variant_config(variant)
+    ref = reference_block(config, seed=6)
+    block = learner_block(config, ref)
+    x = randn(2, T, config.n_embd, seed=7)
+    rotary = rotary_for(config, T, start=3)
+    with torch.no_grad():
+        out = block(x, rotary=rotary)
+        without = block(x, rotary=None)
+        if torch.allclose(out, without, atol=1e-6):
+            fail(MODULE, f"Block({describe_config(config)}) gives the same output with and without rotary: pass it "
+                         f"on, self.attn(self.ln_1(x), rotary=rotary, kv_cache=kv_cache).")
+        expect_close(out, ref(x, rotary=rotary), "Block with rotary for positions 3..9", module=MODULE,
+                     inputs=dict(x=x, config=config), likely=block_mistakes(ref, config, x, rotary),
+                     hint="Hand attention the rotary tables exactly as given; do not rebuild them in the block.")
+
+
+def test_block_passes_kv_cache_to_attention():
+    config = variant_config("gpt2")
+    block = mine().Block(config)
+    x = randn(1, 3, config.n_embd, seed=8)
+    try:
+        block(x, kv_cache=object())
+    except NotImplementedError as error:
+        if str(error).startswith("10 kv_cache"):
+            return  # attention received the cache and refused it, as it should until exercise 10
+        raise
+    fail(MODULE, "Block(x, kv_cache=...) did not hand kv_cache to attention (which raises NotImplementedError "
+                 "until exercise 10): self.attn(self.ln_1(x), rotary=rotary, kv_cache=kv_cache).")
+
+
+# --- properties ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["gpt2", "mqa-qknorm-relu2"])
+def test_block_is_causal(variant):
+    config = variant_config(variant)
+    block = perturb_parameters(mine().Block(config), seed=9, scale=0.2)
+    x = randn(2, T, config.n_embd, seed=10)
+    y = x.clone()
+    y[:, 4:] += randn(2, T - 4, config.n_embd, seed=11)
+    rotary = rotary_for(config, T)
+    with torch.no_grad():
+        out_x, out_y = block(x, rotary=rotary), block(y, rotary=rotary)
+    if not torch.allclose(out_x[:, :4], out_y[:, :4], atol=1e-5, rtol=1e-5):
+        fail(MODULE, "changing x at positions 4 and later changed the block's output at positions 0-3: a position "
+                     "sees the future. The norms and the MLP act on each position alone; attention is causal (03).")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_block_does_not_modify_its_input(variant):
+    config = variant_config(variant)
+    block = perturb_parameters(mine().Block(config), seed=12)
+    x = randn(2, T, config.n_embd, seed=13)
+    before = dict(x=x.clone())
+    with torch.no_grad():
+        block(x, rotary=rotary_for(config, T))
+    if not torch.equal(before["x"], x):
+        fail(MODULE, "Block modified its input x in place: x += ... writes into the caller's tensor; "
+                     "write x = x + self.attn(...) so that x names a new tensor.")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_block_gradients_reach_every_parameter_and_the_input(variant):
+    config = variant_config(variant)
+    block = perturb_parameters(mine().Block(config), seed=14, scale=0.2)
+    x = randn(2, T, config.n_embd, seed=15).requires_grad_()
+    out = block(x, rotary=rotary_for(config, T))
+    expect_gradients_everywhere(block, (out * randn(*out.shape, seed=16)).sum(), "Block", module=MODULE)
+    if x.grad is None or not torch.any(x.grad != 0):
+        fail(MODULE, "Block: no gradient reaches the input x; keep the computation in autograd.")

@@ -1,0 +1,969 @@
+"""06 gpt: the whole model, its initialisation, and loading Hugging Face GPT-2 and Llama (exercises/gpt.py).
+
+Checked against the reference (its weights perturbed and loaded into yours) across the harness's
+config variants, and against Hugging Face's GPT2LMHeadModel and LlamaForCausalLM: tiny models with
+seeded, perturbed weights whose logits GPT.from_hf must reproduce, the full-size GPT-2 state dict
+built on the meta device, and the real `gpt2` checkpoint when it is in the local cache.
+
+transformers is imported only by the tests marked `hf`, after your GPT has been built once.
+"""
+
+import copy
+import dataclasses
+import functools
+import itertools
+import math
+import os
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from harness import (
+    CONFIG_VARIANTS, MODEL_TOLERANCE, devices, expect_close, expect_gradients_everywhere, fail, learner, load_reference_weights,
+    perturb_parameters, randint, reference, small_config, variant_config,
+)
+
+MODULE = "gpt"
+CONV1D = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
+RESIDUAL = ("attn.c_proj.weight", "mlp.c_proj.weight")
+GPT2_SIZES = ("124M", "350M", "774M", "1558M")
+
+
+def mine():
+    return learner(MODULE)
+
+
+def ref_gpt(config, seed=0):
+    """The reference GPT with seeded weights, perturbed so that biases are off 0 and norm weights off 1."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = reference(MODULE).GPT(config)
+    return perturb_parameters(model, seed=seed + 1)
+
+
+def build_pair(name, seed=0, **overrides):
+    """(yours, the reference's) for a CONFIG_VARIANTS entry, the reference's weights loaded into yours."""
+    config = variant_config(name, **overrides)
+    model = mine().GPT(config)
+    ref = ref_gpt(variant_config(name, **overrides), seed=seed)
+    return load_weights(model, ref, config), ref
+
+
+def load_weights(model, ref, config):
+    expect_contract_parameters(model, config)
+    return load_reference_weights(model, ref, f"GPT({describe(config)})", module=MODULE)
+
+
+def describe(config):
+    shown = ("pos_emb", "norm", "mlp", "bias", "tie_embeddings", "n_kv_head", "logit_softcap", "rope_base")
+    return ", ".join(f"{k}={getattr(config, k)!r}" for k in shown)
+
+
+def expect_contract_parameters(model, config):
+    """The mistakes a state dict shows by itself, named before the generic key comparison."""
+    what = f"GPT({describe(config)})"
+    keys = set(model.state_dict())
+    params = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    if "lm_head.bias" in keys:
+        fail(MODULE, f"{what} has lm_head.bias: the vocabulary projection has no bias, "
+                     f"nn.Linear(n_embd, vocab_size, bias=False) (GPT-2 has none, and a tied wte cannot carry one).")
+    if config.pos_emb == "rope" and "transformer.wpe.weight" in keys:
+        fail(MODULE, f"{what} has transformer.wpe, but with pos_emb='rope' the positions come from rotating q "
+                     f"and k: build wpe only for pos_emb='learned'.")
+    if config.pos_emb == "learned" and "transformer.wpe.weight" not in keys:
+        fail(MODULE, f"{what} has no transformer.wpe: learned positions need "
+                     f"transformer.wpe = nn.Embedding(block_size, n_embd).")
+    if not any(k.startswith("transformer.ln_f.") for k in keys):
+        fail(MODULE, f"{what} has no transformer.ln_f: the final norm after the last block, make_norm(config).")
+    buffers = sorted(keys - params)
+    if buffers:
+        fail(MODULE, f"{what} has persistent buffers in its state dict ({', '.join(buffers)}): the contract's "
+                     f"state dicts hold parameters only; use register_buffer(..., persistent=False) or compute them.")
+
+
+def call(model, idx, targets=None):
+    try:
+        out = model(idx, targets)
+    except RuntimeError as e:
+        if "size of tensor" not in str(e):
+            raise
+        fail(MODULE, f"forward(idx {tuple(idx.shape)}) raised RuntimeError: {e}. forward works for any "
+                     f"T <= block_size: positions and rotary tables are built (or sliced) for the T of idx.")
+    if not (isinstance(out, tuple) and len(out) == 2):
+        fail(MODULE, f"GPT.forward returned {type(out).__name__}; it returns the pair (logits, loss).")
+    return out
+
+
+# --- the reference's forward pass with known mistakes switched in ------------------------------
+
+
+def reference_logits(ref, idx, *, positions=True, position_offset=0, final_norm=True, rotary=True, rope_base=None,
+                     embed_weight=None, head_weight=None, scale_embeddings=False, reverse_blocks=False,
+                     softcap="right"):
+    """The reference model's logits computed step by step, each step replaceable by a known mistake."""
+    c = ref.config
+    T = idx.size(1)
+    with torch.no_grad():
+        x = F.embedding(idx, ref.transformer.wte.weight if embed_weight is None else embed_weight)
+        if scale_embeddings:
+            x = x * math.sqrt(c.n_embd)
+        if c.pos_emb == "learned" and positions:
+            x = x + ref.transformer.wpe.weight[position_offset:position_offset + T]
+        cos_sin = None
+        if c.pos_emb == "rope" and rotary:
+            base = c.rope_base if rope_base is None else rope_base
+            cos_sin = reference("rotary").rotary_cos_sin(T, c.head_dim, base, device=idx.device)
+        blocks = list(ref.transformer.h)
+        for block in reversed(blocks) if reverse_blocks else blocks:
+            x = block(x, rotary=cos_sin)
+        if final_norm:
+            x = ref.transformer.ln_f(x)
+        cap = c.logit_softcap
+        if cap is not None and softcap == "before_head":
+            x = cap * torch.tanh(x / cap)
+        logits = F.linear(x, ref.lm_head.weight if head_weight is None else head_weight)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        if cap is not None:
+            if softcap == "right":
+                logits = cap * torch.tanh(logits / cap)
+            elif softcap == "no_divide":
+                logits = cap * torch.tanh(logits)
+            elif softcap == "no_multiply":
+                logits = torch.tanh(logits / cap)
+        return logits
+
+
+def forward_mistakes(ref, idx):
+    c = ref.config
+    r = functools.partial(reference_logits, ref, idx)
+    wte, head = ref.transformer.wte.weight, ref.lm_head.weight
+    likely = [
+        ("only the last position's logits are returned (nanoGPT's shortcut for generation); forward returns "
+         "logits for all T positions", lambda: r()[:, -1:]),
+        ("the final norm transformer.ln_f is not applied before lm_head", lambda: r(final_norm=False)),
+        ("the embeddings are multiplied by sqrt(n_embd) (the 2017 Transformer does; GPT does not)",
+         lambda: r(scale_embeddings=True)),
+        ("the blocks run in reverse order", lambda: r(reverse_blocks=True)),
+    ]
+    if c.pos_emb == "learned":
+        likely += [
+            ("the position embeddings are not added: x = wte(idx) + wpe(torch.arange(T))", lambda: r(positions=False)),
+            ("the positions start at 1; they are torch.arange(T), from 0", lambda: r(position_offset=1)),
+        ]
+    else:
+        likely += [
+            ("rope is not applied: compute rotary_cos_sin(T, head_dim, rope_base) and pass rotary=(cos, sin) to "
+             "every block", lambda: r(rotary=False)),
+        ]
+        if c.rope_base != 10000.0:
+            likely.append((f"rope_base is ignored (rotary tables built with the default 10000 instead of "
+                           f"config.rope_base={c.rope_base:g})", lambda: r(rope_base=10000.0)))
+    if not c.tie_embeddings:
+        likely += [
+            ("wte and lm_head share one weight although tie_embeddings=False (tie only when asked)",
+             lambda: r(embed_weight=head)),
+            ("wte and lm_head share one weight although tie_embeddings=False (tie only when asked)",
+             lambda: r(head_weight=wte)),
+        ]
+    if c.logit_softcap is not None:
+        likely += [
+            ("the softcap takes tanh without dividing by c first: logits = c * tanh(logits / c)",
+             lambda: r(softcap="no_divide")),
+            ("the softcap does not multiply by c after the tanh: logits = c * tanh(logits / c)",
+             lambda: r(softcap="no_multiply")),
+            ("the softcap is applied to the hidden state before lm_head; it caps the logits, after lm_head",
+             lambda: r(softcap="before_head")),
+            ("the softcap is not applied to the returned logits (logits = c * tanh(logits / c) after lm_head, "
+             "and the loss is computed from those capped logits)", lambda: r(softcap="none")),
+        ]
+    return likely
+
+
+def expect_logits(model, ref, idx, what):
+    logits, _ = call(model, idx)
+    want = reference_logits(ref, idx)
+    expect_close(logits, want, what, module=MODULE, inputs=dict(idx=idx), model=True,
+                 likely=forward_mistakes(ref, idx),
+                 hint="Follow the module docstring: wte (+ wpe), every block (with rotary), ln_f, lm_head, "
+                      "float32, softcap.")
+
+
+# --- structure -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CONFIG_VARIANTS)
+def test_parameters_have_the_contract_names_and_shapes(name):
+    config = variant_config(name)
+    model = mine().GPT(config)
+    ref = ref_gpt(variant_config(name))
+    load_weights(model, ref, config)
+    reference(MODULE).GPT(variant_config(name)).load_state_dict(model.state_dict(), strict=True)
+
+
+@pytest.mark.parametrize("name", CONFIG_VARIANTS)
+def test_lm_head_is_wte_exactly_when_tied(name):
+    config = variant_config(name)
+    model = mine().GPT(config)
+    head, wte = model.lm_head.weight, model.transformer.wte.weight
+    if getattr(model.lm_head, "bias", None) is not None:
+        fail(MODULE, "lm_head has a bias: nn.Linear(n_embd, vocab_size, bias=False).")
+    if config.tie_embeddings and head is not wte:
+        if head.data_ptr() == wte.data_ptr() or torch.equal(head, wte):
+            fail(MODULE, "with tie_embeddings=True lm_head.weight holds wte's values but is a different Parameter "
+                         "object: assign the Parameter itself, self.lm_head.weight = self.transformer.wte.weight, so "
+                         "both are trained as one and it is counted once.")
+        fail(MODULE, "with tie_embeddings=True lm_head.weight must be the same Parameter as transformer.wte.weight "
+                     "(self.lm_head.weight = self.transformer.wte.weight); it is a separate one.")
+    if not config.tie_embeddings and (head is wte or head.data_ptr() == wte.data_ptr()):
+        fail(MODULE, "with tie_embeddings=False lm_head.weight and transformer.wte.weight share one Parameter: "
+                     "tie only when config.tie_embeddings is True.")
+
+
+# --- forward ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CONFIG_VARIANTS)
+def test_logits_match_reference(name):
+    model, ref = build_pair(name, seed=10)
+    idx = randint(ref.config.vocab_size, 2, 11, seed=11)
+    expect_logits(model, ref, idx, f"GPT({describe(ref.config)})")
+
+
+def test_logits_use_rope_base():
+    model, ref = build_pair("gqa-rope-swiglu", seed=12, rope_base=50.0)
+    idx = randint(ref.config.vocab_size, 2, 12, seed=13)
+    expect_logits(model, ref, idx, f"GPT({describe(ref.config)})")
+
+
+def test_logits_at_block_size():
+    model, ref = build_pair("gpt2", seed=14)
+    idx = randint(ref.config.vocab_size, 2, ref.config.block_size, seed=15)
+    expect_logits(model, ref, idx, f"GPT({describe(ref.config)}) with T = block_size")
+
+
+def test_softcap_bounds_logits():
+    cap = 0.5
+    model, ref = build_pair("mqa-qknorm-relu2", seed=16, logit_softcap=cap)
+    idx = randint(ref.config.vocab_size, 2, 9, seed=17)
+    assert reference_logits(ref, idx, softcap="none").abs().max() > 2 * cap  # the cap has work to do
+    logits, _ = call(model, idx)
+    expect_logits(model, ref, idx, f"GPT({describe(ref.config)})")
+    if logits.abs().max() > cap:
+        fail(MODULE, f"with logit_softcap={cap} a logit is {logits.abs().max():.3g} in size: c * tanh(logits / c) "
+                     f"lies within (-c, c).")
+
+
+@pytest.mark.parametrize("name", ["gpt2", "mqa-qknorm-relu2"])
+def test_loss_is_mean_cross_entropy_ignoring_minus_one(name):
+    model, ref = build_pair(name, seed=20)
+    V = ref.config.vocab_size
+    idx, targets = randint(V, 2, 10, seed=21), randint(V, 2, 10, seed=22)
+    targets[0, [0, 3]] = -1
+    targets[1, [1, 2, 5, 7, 8]] = -1
+    try:
+        logits, loss = call(model, idx, targets)
+    except (IndexError, RuntimeError) as e:
+        fail(MODULE, f"forward(idx, targets) with some targets -1 raised {type(e).__name__}: {e}. A target of -1 "
+                     f"marks a position to ignore: F.cross_entropy(..., ignore_index=-1).")
+    want_logits = reference_logits(ref, idx)
+    flat = lambda lg, tg: (lg.reshape(-1, lg.size(-1)), tg.reshape(-1))  # noqa: E731
+    want = F.cross_entropy(*flat(want_logits, targets), ignore_index=-1)
+    counted = (targets != -1).sum()
+    likely = [
+        ("the targets are shifted again (logits[:, :-1] against targets[:, 1:]); targets are already shifted: "
+         "targets[:, t] is the token after idx[:, t], so compare logits[:, t] with targets[:, t]",
+         lambda: F.cross_entropy(*flat(want_logits[:, :-1], targets[:, 1:]), ignore_index=-1)),
+        ("the loss is a sum; it is the mean over the counted targets (F.cross_entropy's default reduction)",
+         lambda: F.cross_entropy(*flat(want_logits, targets), ignore_index=-1, reduction="sum")),
+        ("the ignored (-1) targets are counted in the mean's denominator; ignore_index=-1 leaves them out",
+         lambda: want * counted / targets.numel()),
+    ]
+    if ref.config.logit_softcap is not None:
+        likely.append(("the loss is computed from the logits before the softcap; compute it from the capped "
+                       "logits that forward returns",
+                       lambda: F.cross_entropy(*flat(reference_logits(ref, idx, softcap="none"), targets),
+                                               ignore_index=-1)))
+    expect_close(loss, want, "loss of forward(idx, targets)", module=MODULE, inputs=dict(idx=idx, targets=targets),
+                 model=True, likely=likely,
+                 hint="loss = F.cross_entropy(logits.view(-1, V), targets.view(-1), ignore_index=-1).")
+
+
+def test_loss_is_none_without_targets():
+    model, ref = build_pair("gpt2", seed=23)
+    out = model(randint(ref.config.vocab_size, 1, 5, seed=24), kv_cache=None)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        fail(MODULE, f"GPT.forward returned {type(out).__name__}; it returns the pair (logits, loss).")
+    if out[1] is not None:
+        fail(MODULE, f"forward(idx) without targets returned loss {out[1]!r}; it is None without targets.")
+
+
+@pytest.mark.parametrize("name", ["gpt2", "gqa-rope-swiglu"])
+def test_longest_sequence_is_block_size(name):
+    config = variant_config(name, block_size=8)
+    model = mine().GPT(config)
+    try:
+        call(model, randint(config.vocab_size, 1, 8, seed=25))
+    except ValueError as e:
+        fail(MODULE, f"forward with T == block_size == 8 raised ValueError ({e}); block_size is the longest "
+                     f"sequence allowed: raise only when T > block_size.")
+    idx = randint(config.vocab_size, 1, 9, seed=26)
+    try:
+        call(model, idx)
+    except ValueError:
+        return
+    except Exception as e:  # noqa: BLE001 - any other error is the wrong one
+        fail(MODULE, f"forward with T=9 > block_size=8 raised {type(e).__name__} ({e}); raise ValueError with a "
+                     f"sentence saying the sequence is longer than block_size.")
+    fail(MODULE, "forward with T=9 > block_size=8 did not raise: check idx.size(1) against config.block_size and "
+                 "raise ValueError.")
+
+
+@pytest.mark.parametrize("name", ["gpt2", "gqa-rope-swiglu"])
+def test_logits_do_not_depend_on_later_tokens(name):
+    model, ref = build_pair(name, seed=27)
+    V = ref.config.vocab_size
+    idx = randint(V, 2, 12, seed=28)
+    changed = idx.clone()
+    changed[:, 6:] = (idx[:, 6:] + 1 + randint(V - 1, 2, 6, seed=29)) % V
+    before, _ = call(model, idx)
+    after, _ = call(model, changed)
+    if not torch.allclose(before[:, :6], after[:, :6], atol=1e-5, rtol=1e-5):
+        fail(MODULE, "changing the tokens at positions 6 and later changed the logits at positions 0..5: a "
+                     "position sees later tokens. Check the mask in 03 causal_attention and that nothing in forward "
+                     "mixes positions (no mean or sum over the time dim).")
+
+
+@pytest.mark.parametrize("name", CONFIG_VARIANTS)
+def test_gradients_reach_every_parameter(name):
+    model, ref = build_pair(name, seed=30)
+    V = ref.config.vocab_size
+    _, loss = call(model, randint(V, 2, 9, seed=31), randint(V, 2, 9, seed=32))
+    if not isinstance(loss, torch.Tensor):
+        fail(MODULE, f"forward(idx, targets) returned loss {loss!r}; it is a scalar tensor.")
+    expect_gradients_everywhere(model, loss, f"GPT({describe(ref.config)})", module=MODULE)
+
+
+# --- dtypes and devices ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["gpt2", "mqa-qknorm-relu2"])
+def test_float64_model_gives_float64_logits(name):
+    model, ref = build_pair(name, seed=33)
+    model, ref = model.double(), copy.deepcopy(ref).double()
+    idx = randint(ref.config.vocab_size, 2, 7, seed=34)
+    logits, _ = call(model, idx)
+    if isinstance(logits, torch.Tensor) and logits.dtype == torch.float32:
+        fail(MODULE, "a float64 model gave float32 logits: cast to at least float32, so that float64 stays "
+                     "float64 (logits.to(torch.promote_types(logits.dtype, torch.float32))).")
+    # The rotary tables are float32 by contract, so a rotation keeps norms only to ~6e-8 (cos² + sin² in
+    # float32): with qk_norm, norming before or after rope (both correct) moves the logits by ~1e-7.
+    atol, rtol = (1e-6, 1e-5) if ref.config.pos_emb == "rope" else MODEL_TOLERANCE[torch.float64]
+    expect_close(logits, reference_logits(ref, idx), f"float64 GPT({describe(ref.config)})", module=MODULE,
+                 inputs=dict(idx=idx), atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "mqa-qknorm-relu2"])
+def test_bfloat16_model_gives_float32_logits(name):
+    model, ref = build_pair(name, seed=35)
+    model = model.to(torch.bfloat16)
+    idx = randint(ref.config.vocab_size, 2, 7, seed=36)
+    logits, _ = call(model, idx)
+    if isinstance(logits, torch.Tensor) and logits.dtype != torch.float32:
+        fail(MODULE, f"a bfloat16 model gave {str(logits.dtype)[6:]} logits; they are float32: cast after lm_head "
+                     f"(softmax and cross-entropy over a large vocabulary need float32's precision).")
+    # bfloat16 keeps 8 bits: compare with the float32 model loosely (a mistake is far bigger)
+    expect_close(logits, reference_logits(ref, idx), f"bfloat16 GPT({describe(ref.config)})", module=MODULE,
+                 inputs=dict(idx=idx), atol=0.15, rtol=0.05)
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("name", ["gpt2", "gqa-rope-swiglu"])
+def test_forward_runs_on_the_model_device(name, device):
+    model, ref = build_pair(name, seed=37)
+    model = model.to(device)
+    idx = randint(ref.config.vocab_size, 2, 7, seed=38)
+    logits, _ = call(model, idx.to(device))
+    if isinstance(logits, torch.Tensor) and logits.device.type != device:
+        fail(MODULE, f"a model on {device} gave logits on {logits.device}; create positions and rotary tables on "
+                     f"idx.device.")
+    expect_close(logits.cpu() if isinstance(logits, torch.Tensor) else logits, reference_logits(ref, idx),
+                 f"GPT({describe(ref.config)}) on {device}", module=MODULE, inputs=dict(idx=idx), model=True)
+
+
+# --- init_weights ----------------------------------------------------------------------------
+
+INIT_CONFIGS = {
+    "learned-layernorm-bias-untied": dict(vocab_size=256, block_size=128, n_layer=3, n_head=4, n_embd=128,
+                                          tie_embeddings=False),
+    "rope-rmsnorm-tied-swiglu": dict(vocab_size=256, block_size=128, n_layer=2, n_head=4, n_kv_head=2, n_embd=128,
+                                     pos_emb="rope", norm="rmsnorm", mlp="swiglu", mlp_hidden=128, bias=False),
+}
+
+
+def expect_initialised(model, config, when):
+    """Every parameter as init_weights leaves it; statistics on tensors of >= 16k values, bounds many sigmas wide."""
+    residual = 0.02 / math.sqrt(2 * config.n_layer)
+    for name, p in model.named_parameters():
+        w = p.detach().double().flatten()
+        if name.endswith(".bias"):
+            if torch.any(w != 0):
+                fail(MODULE, f"{when}, {name} is not zero: init_weights sets every bias to 0 (nn.Linear's own "
+                             f"init draws biases uniformly).")
+            continue
+        if p.dim() == 1:
+            if torch.any(w != 1):
+                fail(MODULE, f"{when}, the norm weight {name} is not all ones: init_weights sets norm weights to 1.")
+            continue
+        want = residual if name.endswith(RESIDUAL) else 0.02
+        n = w.numel()
+        std, mean = w.std().item(), w.mean().item()
+        if abs(std / want - 1) > 0.1:
+            fail(MODULE, f"{when}, {name} has std {std:.4g}, expected {want:.4g}. {init_diagnosis(name, std, config)}")
+        if abs(mean) > 6 * want / math.sqrt(n):
+            fail(MODULE, f"{when}, {name} has mean {mean:.3g}; init_weights draws from a normal with mean 0.")
+        tail = (w.abs() > 2 * want).double().mean().item()  # 4.55% for a normal distribution
+        if not 0.033 < tail < 0.058:
+            fail(MODULE, f"{when}, {tail:.1%} of {name} lies beyond 2 standard deviations, where a normal "
+                         f"distribution puts 4.6%: draw with nn.init.normal_(weight, mean=0.0, std={want:.4g}).")
+
+
+def init_diagnosis(name, std, config):
+    L = config.n_layer
+    close = lambda value: abs(std / value - 1) < 0.1  # noqa: E731
+    if name.endswith(RESIDUAL):
+        if close(0.02):
+            return ("The residual projections (attn.c_proj, mlp.c_proj) are not scaled down: their std is "
+                    "0.02 / sqrt(2 * n_layer), since each block adds two of them to the residual stream.")
+        if close(0.02 / math.sqrt(L)):
+            return ("The residual projections are scaled by 1/sqrt(n_layer); it is 1/sqrt(2 * n_layer), two "
+                    "residual additions (attn and mlp) per block.")
+        return "attn.c_proj and mlp.c_proj weights get std 0.02 / sqrt(2 * n_layer)."
+    if close(1.0):
+        return "That is nn.Embedding's default N(0, 1): init_weights must re-initialise embeddings too."
+    if name.endswith(".wte.weight") and close(0.02 / math.sqrt(2 * L)):
+        return "The embedding got the residual std; only attn.c_proj and mlp.c_proj are scaled down."
+    return "Linear and Embedding weights get nn.init.normal_(weight, mean=0.0, std=0.02)."
+
+
+@pytest.mark.parametrize("name", INIT_CONFIGS)
+def test_constructor_initialises_weights(name):
+    config = small_config(**INIT_CONFIGS[name])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(40)
+        model = mine().GPT(config)
+    expect_initialised(model, config, f"after GPT(config) with {name}")
+
+
+@pytest.mark.parametrize("name", INIT_CONFIGS)
+def test_init_weights_resets_every_parameter(name):
+    config = small_config(**INIT_CONFIGS[name])
+    model = perturb_parameters(mine().GPT(config), seed=41, scale=1.0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(42)
+        model.init_weights()
+    expect_initialised(model, config, f"after model.init_weights() on perturbed weights ({name})")
+
+
+# --- num_params and flops_per_token ----------------------------------------------------------
+
+
+def counts(config):
+    """(all parameters, each shared one once; wpe's numel) for the reference built from config."""
+    ref = reference(MODULE).GPT(config)
+    unique = {id(p): p for p in ref.parameters()}
+    total = sum(p.numel() for p in unique.values())
+    expect = ref.num_params(non_embedding=False)
+    assert total == expect, "the reference's num_params disagrees with a count of its parameters"
+    wpe = config.block_size * config.n_embd if config.pos_emb == "learned" else 0
+    return total, wpe
+
+
+@pytest.mark.parametrize("name", CONFIG_VARIANTS)
+@pytest.mark.parametrize("tie", [True, False], ids=["tied", "untied"])
+def test_num_params(name, tie):
+    config = variant_config(name, tie_embeddings=tie)
+    model = mine().GPT(config)
+    total, wpe = counts(config)
+    wte = config.vocab_size * config.n_embd
+    want = {True: total - wpe, False: total}
+    mistakes = [
+        (total + wte if tie else None, "the tied weight is counted twice; a shared Parameter counts once "
+                                       "(self.parameters() lists it once, the state dict twice)"),
+        (total - wpe - wte, "wte is subtracted too; nanoGPT's non-embedding count subtracts only wpe, because wte "
+                            "is also the output layer"),
+        (total + wte - wpe if tie else None, "the tied weight is counted twice; a shared Parameter counts once "
+                                             "(self.parameters() lists it once, the state dict twice)"),
+        (total - wpe if wpe else None, "wpe is subtracted with non_embedding=False; subtract it only when "
+                                       "non_embedding is True"),
+        (total, "wpe is not subtracted with non_embedding=True"),
+    ]
+    for non_embedding in (True, False):
+        try:
+            got = model.num_params(non_embedding=non_embedding)
+        except (AttributeError, KeyError) as e:
+            fail(MODULE, f"num_params(non_embedding={non_embedding}) for {describe(config)} raised "
+                         f"{type(e).__name__}: {e}. With rope there is no wpe: subtract it only when it exists.")
+        if got != want[non_embedding]:
+            text = (f"num_params(non_embedding={non_embedding}) for GPT({describe(config)}) is {got}, expected "
+                    f"{want[non_embedding]}.")
+            found = [sentence for value, sentence in mistakes if value == got and value != want[non_embedding]]
+            fail(MODULE, text + (f" This looks like: {found[0]}." if found else ""))
+    if model.num_params() != want[True]:
+        fail(MODULE, f"num_params() is {model.num_params()}, expected {want[True]}: non_embedding defaults to True.")
+
+
+@pytest.mark.parametrize("name", ["gpt2", "gqa-rope-swiglu"])
+def test_flops_per_token(name):
+    config = variant_config(name)
+    model = mine().GPT(config)
+    total, wpe = counts(config)
+    N = total - wpe
+    attention = 12 * config.n_layer * config.n_embd * config.block_size
+    got = model.flops_per_token()
+    if got == 6 * N + attention:
+        return
+    text = f"flops_per_token() for GPT({describe(config)}) is {got}, expected 6 * {N} + {attention} = {6 * N + attention}."
+    mistakes = {
+        6 * total + attention: "N counts wpe: N = num_params(), with its default non_embedding=True",
+        6 * N: "the attention term 12 * n_layer * n_embd * block_size is missing",
+        2 * N + attention: "the matmuls count 6 FLOPs per parameter per token in training (2 forward, 4 backward)",
+    }
+    if got in mistakes:
+        text += f" This looks like: {mistakes[got]}."
+    fail(MODULE, text)
+
+
+# --- Hugging Face: GPT-2 and Llama -----------------------------------------------------------
+
+
+def learner_gpt_first():
+    """Build a tiny GPT with your code before importing transformers (5 s): a not-started exercise stops here."""
+    mine().GPT(small_config())
+
+
+def hf():
+    import transformers  # slow to import: only in the tests that need it
+
+    transformers.logging.set_verbosity_error()
+    return transformers
+
+
+def hf_gpt2(seed=0, **fields):
+    """A tiny GPT2LMHeadModel, seeded, every weight perturbed; eval mode."""
+    t = hf()
+    config = dict(vocab_size=61, n_positions=16, n_embd=32, n_layer=2, n_head=4, bos_token_id=0, eos_token_id=0,
+                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, attn_implementation="eager")
+    config.update(fields)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = t.GPT2LMHeadModel(t.GPT2Config(**config))
+    return perturb_parameters(model, seed=seed + 1).eval()
+
+
+def hf_llama(seed=0, rope_theta=10000.0, **fields):
+    """A tiny LlamaForCausalLM, seeded, every weight perturbed; eval mode."""
+    t = hf()
+    config = dict(vocab_size=61, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=16, bos_token_id=0, eos_token_id=0,
+                  rope_parameters={"rope_type": "default", "rope_theta": rope_theta}, attn_implementation="eager")
+    config.update(fields)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = t.LlamaForCausalLM(t.LlamaConfig(**config))
+    return perturb_parameters(model, seed=seed + 1).eval()
+
+
+def hf_logits(model, idx):
+    with torch.no_grad():
+        return model(idx.to(model.device)).logits
+
+
+LOAD_ERRORS = [  # (pattern in the error, what it means)
+    (r"c_attn\.weight.*\[(\d+), (\d+)\].*\[\2, \1\]|c_fc\.weight.*\[(\d+), (\d+)\].*\[\4, \3\]",
+     "GPT-2's Conv1D weights were not transposed: Conv1D stores (in, out), nn.Linear (out, in); transpose "
+     "attn.c_attn, attn.c_proj, mlp.c_fc and mlp.c_proj weights (.t())"),
+    (r"mlp\.c_proj\.weight.*\[(\d+), (\d+)\].*\[\2, \1\]",
+     "GPT-2's mlp.c_proj weight was not transposed (Conv1D stores (in, out))"),
+    (r"wpe", "n_positions is not mapped to block_size"),
+    (r"mlp\.c_(fc|proj)", "the MLP width is not mapped: n_inner (GPT-2; None means 4 * n_embd) or intermediate_size "
+                          "(Llama) -> mlp_hidden"),
+    (r"attn\.c_attn", "the key/value heads are not mapped: num_key_value_heads -> n_kv_head"),
+    (r"bias", "the biases are not mapped: attention_bias -> bias (Llama) and GPT-2 has biases"),
+]
+
+
+def from_hf(hf_model, what):
+    """Your GPT.from_hf(hf_model); any other error than not-started becomes a message that names it."""
+    try:
+        return mine().GPT.from_hf(hf_model)
+    except NotImplementedError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        text = f"GPT.from_hf({what}) raised {type(e).__name__}: {str(e)[:600]}"
+        found = next((meaning for pattern, meaning in LOAD_ERRORS if re.search(pattern, str(e), re.S)), None)
+        if isinstance(e, ValueError):
+            text += " (GPT can reproduce this model: raise ValueError only for what it cannot)"
+        if found:
+            text += f". This looks like: {found}."
+        fail(MODULE, text)
+
+
+def reference_from_hf(hf_model, **config_changes):
+    """The reference's GPT for hf_model, optionally rebuilt with changed config fields (same weights)."""
+    model = reference(MODULE).GPT.from_hf(hf_model)
+    if not config_changes:
+        return model
+    changed = reference(MODULE).GPT(dataclasses.replace(model.config, **config_changes))
+    changed.load_state_dict(model.state_dict(), strict=True)
+    return changed
+
+
+def logits_of(model, idx):
+    with torch.no_grad():
+        return model(idx)[0]
+
+
+def expect_reproduces(model, hf_model, idx, what, likely=(), hint=None):
+    if not all(p.dtype == torch.float32 for p in model.parameters()):
+        dtypes = sorted({str(p.dtype)[6:] for p in model.parameters()})
+        fail(MODULE, f"GPT.from_hf({what}) has {', '.join(dtypes)} parameters; it returns a float32 model.")
+    device = next(hf_model.parameters()).device
+    if any(p.device != device for p in model.parameters()):
+        fail(MODULE, f"GPT.from_hf({what}) is not on the Hugging Face model's device ({device}).")
+    logits, _ = call(model, idx.to(device))
+    want = hf_logits(hf_model, idx).float()
+    expect_close(logits, want, f"GPT.from_hf({what}) against Hugging Face", module=MODULE, inputs=dict(idx=idx),
+                 atol=1e-4, rtol=0.0, likely=likely, hint=hint)
+
+
+GPT2_CASES = {  # GPT2Config fields: sizes, n_inner, layer_norm_epsilon, tying, activation
+    "tied-default-width": dict(),
+    "untied-n_inner-eps1e-3": dict(vocab_size=50, n_positions=12, n_embd=24, n_layer=3, n_head=2, n_inner=40,
+                                   layer_norm_epsilon=1e-3, tie_word_embeddings=False),
+    "tied-8-heads-eps1e-2": dict(vocab_size=70, n_positions=20, n_embd=64, n_layer=1, n_head=8, n_inner=96,
+                                 layer_norm_epsilon=1e-2, activation_function="gelu_pytorch_tanh"),
+}
+
+
+def gpt2_mistakes(hf_model, idx):
+    hf_config = hf_model.config
+    r = lambda **changes: logits_of(reference_from_hf(hf_model, **changes), idx)  # noqa: E731
+
+    def c_proj_not_transposed():
+        model = reference_from_hf(hf_model)
+        with torch.no_grad():
+            for block in model.transformer.h:
+                block.attn.c_proj.weight.copy_(block.attn.c_proj.weight.t().clone())
+        return logits_of(model, idx)
+
+    likely = [
+        ("attn.c_proj's weight was not transposed: it is square, so its shape fits either way, but GPT-2's Conv1D "
+         "stores (in, out); transpose all four Conv1D weights (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj)",
+         c_proj_not_transposed),
+        ("layer_norm_epsilon is not mapped to norm_eps", lambda: r(norm_eps=1e-5)),
+    ]
+    if not hf_config.tie_word_embeddings:
+        likely += [
+            ("the GPT is tied although tie_word_embeddings=False: map tie_word_embeddings -> tie_embeddings",
+             lambda: r(tie_embeddings=True)),
+        ]
+    return likely
+
+
+@pytest.mark.hf
+@pytest.mark.parametrize("size", GPT2_SIZES)
+def test_gpt2_preset_state_dict_is_hugging_faces(size):
+    GPTConfig = reference("config").GPTConfig
+    with torch.device("meta"):  # shapes only: no memory, no real initialisation
+        model = mine().GPT(GPTConfig.gpt2(size))
+    theirs = {k: tuple(v.shape) for k, v in hf_gpt2_meta(size).state_dict().items()}
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing, extra = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
+    if missing or extra:
+        fail(MODULE, f"GPT(GPTConfig.gpt2({size!r})).state_dict() differs from GPT2LMHeadModel's: "
+                     + "; ".join(filter(None, [missing and "missing " + ", ".join(missing[:6]),
+                                                extra and "not in GPT-2 " + ", ".join(extra[:6])]))
+                     + ". Use Hugging Face's names: transformer.wte/wpe/h/ln_f and lm_head.")
+    for key, shape in theirs.items():
+        want = shape[::-1] if key.endswith(CONV1D) else shape
+        if ours[key] != want:
+            fail(MODULE, f"GPT(GPTConfig.gpt2({size!r})): {key} is {ours[key]}, expected {want}"
+                         + (f" (GPT-2's Conv1D stores {shape}, (in, out); nn.Linear is (out, in))" if want != shape
+                            else "") + ".")
+    if model.lm_head.weight is not model.transformer.wte.weight:
+        fail(MODULE, "GPT-2 ties lm_head.weight to transformer.wte.weight: they must be one Parameter.")
+
+
+@functools.cache
+def hf_gpt2_meta(size):
+    t = hf()
+    n_layer, n_head, n_embd = reference("config").GPT2_SIZES[size]
+    with torch.device("meta"):
+        return t.GPT2LMHeadModel(t.GPT2Config(n_layer=n_layer, n_head=n_head, n_embd=n_embd))
+
+
+@pytest.mark.hf
+def test_gpt2_num_params_is_hugging_faces():
+    with torch.device("meta"):
+        model = mine().GPT(reference("config").GPTConfig.gpt2("124M"))
+    theirs = hf_gpt2_meta("124M")
+    total = sum(p.numel() for p in theirs.parameters())  # Hugging Face lists the tied weight once
+    wpe = theirs.transformer.wpe.weight.numel()
+    got = (model.num_params(non_embedding=False), model.num_params(non_embedding=True))
+    if got != (total, total - wpe):
+        fail(MODULE, f"GPT-2 124M: num_params(non_embedding=False) and (True) are {got[0]} and {got[1]}; "
+                     f"GPT2LMHeadModel has {total} parameters (the tied weight once), so expected {total} and "
+                     f"{total - wpe} (minus wpe).")
+
+
+@pytest.mark.hf
+@pytest.mark.parametrize("case", GPT2_CASES)
+def test_from_hf_reproduces_gpt2(case):
+    learner_gpt_first()
+    theirs = hf_gpt2(seed=50, **GPT2_CASES[case])
+    idx = randint(theirs.config.vocab_size, 2, theirs.config.n_positions - 3, seed=51)
+    model = from_hf(theirs, f"GPT2LMHeadModel {case}")
+    model.eval()
+    expect_reproduces(model, theirs, idx, f"GPT2LMHeadModel {case}", likely=gpt2_mistakes(theirs, idx),
+                      hint="Check the config mapping (n_positions, n_inner, layer_norm_epsilon, tie_word_embeddings) "
+                           "and that each Conv1D weight is transposed.")
+
+
+@pytest.mark.hf
+@pytest.mark.parametrize("tie", [True, False], ids=["tied", "untied"])
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_from_hf_ties_like_the_hf_model(family, tie):
+    learner_gpt_first()
+    theirs = hf_gpt2(seed=52, tie_word_embeddings=tie) if family == "gpt2" else hf_llama(seed=52,
+                                                                                       tie_word_embeddings=tie)
+    model = from_hf(theirs, f"{family} with tie_word_embeddings={tie}")
+    shared = model.lm_head.weight is model.transformer.wte.weight
+    if shared != tie:
+        fail(MODULE, f"GPT.from_hf of a {family} model with tie_word_embeddings={tie} gave a GPT whose lm_head "
+                     f"{'is not' if tie else 'is'} tied to wte: map tie_word_embeddings -> tie_embeddings.")
+
+
+@pytest.mark.hf
+def test_from_hf_builds_without_dropout():
+    learner_gpt_first()
+    theirs = hf_gpt2(seed=53, resid_pdrop=0.5, embd_pdrop=0.5, attn_pdrop=0.5)  # GPT-2's checkpoints say 0.1
+    idx = randint(theirs.config.vocab_size, 2, 9, seed=54)
+    model = from_hf(theirs, "GPT2LMHeadModel with dropout 0.5")
+    model.train()
+    logits, _ = call(model, idx)
+    want = hf_logits(theirs, idx)
+    if not torch.allclose(logits, want, atol=1e-4, rtol=0):
+        if torch.allclose(logits_of(model.eval(), idx), want, atol=1e-4, rtol=0):
+            fail(MODULE, "GPT.from_hf copied GPT-2's dropout probabilities: in training mode its logits are "
+                         "random. The contract builds the GPT with dropout=0.")
+        expect_close(logits, want, "GPT.from_hf(GPT2LMHeadModel) in train mode", module=MODULE, atol=1e-4, rtol=0)
+
+
+def llama_state(hf_model, config, qkv=("q", "k", "v"), fc=("gate", "up")):
+    """A Llama state dict in the contract's names, with the q/k/v and gate/up orders given."""
+    theirs = hf_model.state_dict()
+    state = {"transformer.wte.weight": theirs["model.embed_tokens.weight"],
+             "transformer.ln_f.weight": theirs["model.norm.weight"], "lm_head.weight": theirs["lm_head.weight"]}
+    for i in range(config.n_layer):
+        ours, src = f"transformer.h.{i}.", f"model.layers.{i}."
+        state[ours + "ln_1.weight"] = theirs[src + "input_layernorm.weight"]
+        state[ours + "ln_2.weight"] = theirs[src + "post_attention_layernorm.weight"]
+        for name in ["weight", "bias"] if config.bias else ["weight"]:
+            state[f"{ours}attn.c_attn.{name}"] = torch.cat([theirs[f"{src}self_attn.{p}_proj.{name}"] for p in qkv])
+            state[f"{ours}attn.c_proj.{name}"] = theirs[f"{src}self_attn.o_proj.{name}"]
+            state[f"{ours}mlp.c_fc.{name}"] = torch.cat([theirs[f"{src}mlp.{p}_proj.{name}"] for p in fc])
+            state[f"{ours}mlp.c_proj.{name}"] = theirs[f"{src}mlp.down_proj.{name}"]
+    return state
+
+
+def llama_mistakes(hf_model, idx):
+    base = reference(MODULE).GPT.from_hf(hf_model).config
+
+    def r(qkv=("q", "k", "v"), fc=("gate", "up"), **changes):
+        config = dataclasses.replace(base, **changes)
+        model = reference(MODULE).GPT(config)
+        model.load_state_dict(llama_state(hf_model, config, qkv, fc), strict=True)
+        return logits_of(model, idx)
+
+    likely = [(f"q, k, v were concatenated as {', '.join(order)}; c_attn's output is q, then k, then v "
+               f"(torch.cat([q_proj, k_proj, v_proj]))", functools.partial(r, qkv=order))
+              for order in itertools.permutations("qkv") if order != ("q", "k", "v")]
+    likely += [
+        ("gate and up are swapped: c_fc's output is (gate, up), so torch.cat([gate_proj, up_proj])",
+         lambda: r(fc=("up", "gate"))),
+        ("rope_theta is ignored: map config.rope_parameters['rope_theta'] (transformers 5; rope_theta in 4.x) "
+         "to rope_base", lambda: r(rope_base=10000.0)),
+        ("rms_norm_eps is not mapped to norm_eps", lambda: r(norm_eps=1e-5)),
+        ("attention_bias is not mapped to bias: the q, k, v, o (and MLP) biases were left out",
+         lambda: r(bias=False)),
+        ("rms_norm_eps is not mapped to norm_eps", lambda: r(norm_eps=1e-6)),
+    ]
+    if not hf_model.config.tie_word_embeddings:
+        likely.append(("the GPT is tied although tie_word_embeddings=False: map tie_word_embeddings -> "
+                       "tie_embeddings", lambda: r(tie_embeddings=True)))
+    return likely
+
+
+LLAMA_CASES = {  # LlamaConfig fields: grouped-query, multi-query and multi-head; bias; tying; rope_theta; eps
+    "gqa-untied-theta500-eps1e-3": dict(rope_theta=500.0, rms_norm_eps=1e-3),
+    "mqa-bias-tied-theta2000": dict(vocab_size=50, hidden_size=48, intermediate_size=64, num_attention_heads=6,
+                                    num_key_value_heads=1, rope_theta=2000.0, attention_bias=True, mlp_bias=True,
+                                    tie_word_embeddings=True, rms_norm_eps=1e-5, max_position_embeddings=20),
+    "mha-untied-theta100-eps1e-2": dict(hidden_size=32, intermediate_size=40, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=2, rope_theta=100.0,
+                                        rms_norm_eps=1e-2, max_position_embeddings=12),
+}
+
+
+@pytest.mark.hf
+@pytest.mark.parametrize("case", LLAMA_CASES)
+def test_from_hf_reproduces_llama(case):
+    learner_gpt_first()
+    theirs = hf_llama(seed=60, **LLAMA_CASES[case])
+    idx = randint(theirs.config.vocab_size, 2, theirs.config.max_position_embeddings - 2, seed=61)
+    model = from_hf(theirs, f"LlamaForCausalLM {case}")
+    model.eval()
+    expect_reproduces(model, theirs, idx, f"LlamaForCausalLM {case}", likely=llama_mistakes(theirs, idx),
+                      hint="Check the config mapping (num_key_value_heads, intermediate_size, rms_norm_eps, "
+                           "rope_theta, attention_bias, tie_word_embeddings) and the concatenation orders.")
+
+
+@pytest.mark.hf
+@pytest.mark.parametrize("bias", ["attention-only", "mlp-only"])
+def test_from_hf_llama_with_mixed_biases_is_reproduced_or_refused(bias):
+    learner_gpt_first()
+    theirs = hf_llama(seed=62, attention_bias=bias == "attention-only", mlp_bias=bias == "mlp-only")
+    idx = randint(theirs.config.vocab_size, 2, 9, seed=63)
+    try:
+        model = mine().GPT.from_hf(theirs)
+    except ValueError:
+        return  # GPT has one bias flag: refusing is right
+    except NotImplementedError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        fail(MODULE, f"GPT.from_hf(Llama with {bias} biases) raised {type(e).__name__}: {e}; either reproduce it "
+                     f"or raise ValueError saying that GPT has one bias flag for attention and MLP.")
+    expect_reproduces(model, theirs, idx, f"LlamaForCausalLM with {bias} biases",
+                      hint="GPT has one bias flag: a Llama whose attention_bias and mlp_bias differ cannot be "
+                           "reproduced by copying; raise ValueError.")
+
+
+@pytest.mark.hf
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("device", devices())
+def test_from_hf_gives_float32_on_the_hf_device(family, dtype, device):
+    learner_gpt_first()
+    theirs = (hf_gpt2 if family == "gpt2" else hf_llama)(seed=64)
+    idx = randint(theirs.config.vocab_size, 2, 9, seed=65)
+    # The float32 model with the same (rounded) weights; a fresh one keeps Llama's float32 rope tables.
+    reference_copy = type(theirs)(theirs.config).eval()
+    reference_copy.load_state_dict({k: v.to(dtype).float() for k, v in theirs.state_dict().items()})
+    converted = theirs.to(device=device, dtype=dtype)
+    model = from_hf(converted, f"{str(dtype)[6:]} {family} on {device}")
+    if not isinstance(model, torch.nn.Module):
+        fail(MODULE, f"GPT.from_hf returned {type(model).__name__}; it returns a GPT.")
+    if not all(p.dtype == torch.float32 for p in model.parameters()):
+        fail(MODULE, f"GPT.from_hf of a {str(dtype)[6:]} {family} model has parameters of dtype "
+                     f"{sorted({str(p.dtype)[6:] for p in model.parameters()})}: the result is float32 whatever the "
+                     f"Hugging Face model's dtype (build the GPT in float32, then load the weights).")
+    expect_reproduces(model, reference_copy.to(device), idx, f"{str(dtype)[6:]} {family} on {device}")
+
+
+REFUSED = {  # case -> (family, config fields, words one of which the ValueError must contain)
+    "gpt2-gelu-erf": ("gpt2", dict(activation_function="gelu"), ("gelu",)),
+    "gpt2-relu": ("gpt2", dict(activation_function="relu"), ("relu",)),
+    "gpt2-inverse-layer-idx": ("gpt2", dict(scale_attn_by_inverse_layer_idx=True), ("inverse layer",)),
+    "gpt2-unscaled-attention": ("gpt2", dict(scale_attn_weights=False), ("scale",)),
+    "llama-gelu": ("llama", dict(hidden_act="gelu"), ("gelu",)),
+    "llama-rope-llama3": ("llama", dict(rope_parameters=dict(rope_type="llama3", rope_theta=500.0, factor=8.0,
+                                                            low_freq_factor=1.0, high_freq_factor=4.0,
+                                                            original_max_position_embeddings=8)), ("llama3",)),
+    "llama-rope-linear": ("llama", dict(rope_parameters=dict(rope_type="linear", rope_theta=10000.0, factor=2.0)),
+                          ("linear",)),
+    "llama-head-dim": ("llama", dict(head_dim=16), ("head dim",)),
+}
+
+
+@pytest.mark.hf
+@pytest.mark.parametrize("case", REFUSED)
+def test_from_hf_refuses_what_gpt_cannot_reproduce(case):
+    learner_gpt_first()
+    family, fields, words = REFUSED[case]
+    theirs = hf_gpt2(seed=66, **fields) if family == "gpt2" else hf_llama(seed=66, **fields)
+    setting = ", ".join(f"{k}={v!r}" for k, v in fields.items())
+    try:
+        mine().GPT.from_hf(theirs)
+    except ValueError as e:
+        text = str(e).lower().replace("_", " ")
+        if not any(w in text for w in words):
+            fail(MODULE, f"GPT.from_hf({family} with {setting}) raised ValueError({str(e)!r}), which does not name "
+                         f"what GPT cannot reproduce; say which setting it is (e.g. {words[0]!r}).")
+        return
+    except NotImplementedError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        fail(MODULE, f"GPT.from_hf({family} with {setting}) raised {type(e).__name__} ({e}); GPT cannot reproduce "
+                     f"this model, so raise ValueError naming {words[0]!r}.")
+    fail(MODULE, f"GPT.from_hf({family} with {setting}) returned a model, but GPT cannot reproduce that setting "
+                 f"(its logits would differ): raise ValueError naming it.")
+
+
+class OtherCausalLM(torch.nn.Module):
+    """A stand-in for a model type GPT does not read (a GPT-NeoX, say)."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = type("GPTNeoXConfig", (), {"model_type": "gpt_neox"})()
+        self.lm_head = torch.nn.Linear(4, 8, bias=False)
+
+
+def test_from_hf_refuses_other_model_types():
+    learner_gpt_first()
+    other = OtherCausalLM()
+    try:
+        mine().GPT.from_hf(other)
+    except ValueError as e:
+        if not any(w in str(e) for w in ("gpt_neox", "OtherCausalLM", "GPTNeoX")):
+            fail(MODULE, f"GPT.from_hf(a gpt_neox model) raised ValueError({str(e)!r}); name the model's type.")
+        return
+    except NotImplementedError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        fail(MODULE, f"GPT.from_hf(a gpt_neox model) raised {type(e).__name__} ({e}); for any model other than "
+                     f"GPT2LMHeadModel or LlamaForCausalLM raise ValueError naming it.")
+    fail(MODULE, "GPT.from_hf(a gpt_neox model) returned a model; it reads GPT2LMHeadModel and LlamaForCausalLM "
+                 "only: raise ValueError naming the model's type.")
+
+
+@pytest.mark.hf
+def test_from_pretrained_loads_a_local_directory(tmp_path):
+    learner_gpt_first()
+    theirs = hf_gpt2(seed=67, n_inner=48, layer_norm_epsilon=1e-3)
+    theirs.save_pretrained(tmp_path)
+    idx = randint(theirs.config.vocab_size, 2, 9, seed=68)
+    model = mine().GPT.from_pretrained(str(tmp_path))
+    model.eval()
+    expect_reproduces(model, theirs, idx, f"GPT.from_pretrained({tmp_path.name!r})")
+
+
+@pytest.mark.hf
+def test_pretrained_gpt2_matches_hugging_face(monkeypatch):
+    learner_gpt_first()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from huggingface_hub import try_to_load_from_cache
+
+    config_file = try_to_load_from_cache("gpt2", "config.json")
+    folder = os.path.dirname(config_file) if isinstance(config_file, str) else None
+    weights = ("model.safetensors", "pytorch_model.bin")
+    if folder is None or not any(os.path.exists(os.path.join(folder, w)) for w in weights):
+        pytest.skip("the gpt2 checkpoint is not in the local Hugging Face cache (download it once to run this check)")
+    theirs = hf().GPT2LMHeadModel.from_pretrained(folder, local_files_only=True).eval()
+    model = mine().GPT.from_pretrained(folder)
+    model.eval()
+    idx = randint(theirs.config.vocab_size, 1, 12, seed=69)
+    logits, _ = call(model, idx)
+    expect_close(logits, hf_logits(theirs, idx), "GPT.from_pretrained('gpt2') against GPT2LMHeadModel",
+                 module=MODULE, inputs=dict(idx=idx), model=True)

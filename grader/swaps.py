@@ -5,10 +5,13 @@ exercise id per line. exercises/__init__.py calls apply() when the package is
 first imported (by pytest, by the grader, by any script), which aliases
 exercises.<module> to solutions.<module> in sys.modules, so every relative
 import (`from .attention import ...`) inside exercises/ gets the reference.
+apply() reads the swaps.txt beside the exercises/ folder being imported, so a
+copy of the project (the grader's tests, the mutant runner) has its own swaps.
 """
 
 import importlib
 import sys
+from pathlib import Path
 
 from .registry import ROOT, MODULE_EXERCISES, Exercise, find
 
@@ -63,15 +66,21 @@ def write(exercises, path=None) -> None:
     tmp.replace(path)
 
 
+def swap_file_of(package) -> Path:
+    """The swap file of the project that holds this exercises package (its parent folder's swaps.txt)."""
+    location = getattr(package, "__file__", None)
+    return Path(location).resolve().parent.parent / SWAP_FILE.name if location else SWAP_FILE
+
+
 def apply(package: str) -> list[Exercise]:
     """Alias package.<module> to solutions.<module> for each swapped exercise (only for "exercises")."""
     if package != "exercises":
         return []
+    parent = sys.modules[package]
     try:
-        swapped = read()
+        swapped = read(swap_file_of(parent))
     except SwapFileError as error:
         raise ImportError(str(error)) from None
-    parent = sys.modules[package]
     for ex in swapped:
         module = importlib.import_module(f"solutions.{ex.name}")
         sys.modules[f"{package}.{ex.name}"] = module

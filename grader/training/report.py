@@ -1,0 +1,67 @@
+"""The files a run leaves besides its checkpoint: metrics.json and loss.png."""
+
+import json
+import math
+import os
+from pathlib import Path
+
+
+def write_json(data: dict, path) -> None:
+    """Write data as JSON atomically (NaN and inf become null)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_finite(data), indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def smooth(values, window):
+    """Running mean over the last `window` values (shorter at the start)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_losses(metrics: dict, path, title: str = "", floor: float | None = None) -> None:
+    """Training loss per step (faint, and smoothed) with the train/validation estimates at each evaluation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    fig.subplots_adjust(left=0.09, right=0.98, top=0.93, bottom=0.1)
+    if metrics["train"]:
+        steps = [s for s, _ in metrics["train"]]
+        losses = [v for _, v in metrics["train"]]
+        ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="training batch loss")
+        ax.plot(steps, smooth(losses, max(1, len(losses) // 50)), color="tab:blue", linewidth=1.2,
+                label="training batch loss (running mean)")
+    if metrics["eval"]:
+        steps = [e["step"] for e in metrics["eval"]]
+        ax.plot(steps, [e["train_loss"] for e in metrics["eval"]], "o-", color="tab:green", label="train (estimate)")
+        ax.plot(steps, [e["val_loss"] for e in metrics["eval"]], "o-", color="tab:red", label="validation (held-out 10 %)")
+    if floor is not None:
+        ax.axhline(floor, color="black", linestyle="--", linewidth=0.8, label=f"best possible ({floor:.3f})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy loss (nats per token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -22,38 +22,24 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..registry import BY_ID, ROOT, for_module
-from ..scaffold import EXERCISES_INIT
+from ..sandbox import make_project
 from . import Mutant, alternatives, corpus
 
-COPIED = ("solutions", "tests", "grader", "data", "pyproject.toml")
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+QUICK_FAILURES = 3  # a mutant's tests stop after this many failures, unless none of them names the mistake
 
 
-def make_project(base: Path, exercise_files: dict[str, str]) -> Path:
-    """A throwaway copy of the project whose exercises/ holds the reference plus the given files."""
-    project = Path(tempfile.mkdtemp(prefix="kata-", dir=base))
-    for name in COPIED:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, project / name, ignore=IGNORED)
-        elif source.exists():
-            shutil.copy2(source, project / name)
-    exercises = project / "exercises"
-    shutil.copytree(ROOT / "solutions", exercises, ignore=IGNORED)
-    (exercises / "__init__.py").write_text(EXERCISES_INIT, encoding="utf-8")
-    for name, text in exercise_files.items():
-        (exercises / name).write_text(text, encoding="utf-8")
-    return project
+def run_tests(project: Path, test_ids, maxfail: int | None = None) -> dict:
+    """Run the given exercises' test files in project; returns the kata report (outcome per test).
 
-
-def run_tests(project: Path, test_ids) -> dict:
-    """Run the given exercises' test files in project; returns the kata report (outcome per test)."""
+    maxfail: stop after that many failures (a quick first look; None runs every test).
+    """
     report = project / "kata-report.json"
+    report.unlink(missing_ok=True)
     files = [BY_ID[i].test_file for i in test_ids]
     env = {k: v for k, v in os.environ.items() if k not in ("KATA_IMPL", "PYTHONPATH")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     cmd = [sys.executable, "-m", "pytest", *files, "--impl=exercises", "-q", "--no-header", "-p", "no:randomly",
-           f"--kata-report={report}"]
+           f"--kata-report={report}", *([f"--maxfail={maxfail}"] if maxfail else [])]
     proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)
     if not report.exists():
         return {"tests": [], "crash": (proc.stdout + proc.stderr)[-2000:]}
@@ -65,11 +51,15 @@ def judge_mutant(mutant: Mutant, base: Path) -> dict:
     project = make_project(base, {f"{mutant.module}.py": text})
     tests = mutant.tests or (for_module(mutant.module).id,)
     started = time.perf_counter()
-    report = run_tests(project, tests)
-    shutil.rmtree(project, ignore_errors=True)
-    failures = [t for t in report["tests"] if t["outcome"] in ("failed", "error", "timeout")]
     words = [w.lower() for w in mutant.expect]
-    named = [t for t in failures if all(w in t["message"].lower() for w in words)]
+    # First up to QUICK_FAILURES failures; only when none of them names the mistake, every test.
+    for maxfail in (QUICK_FAILURES, None):
+        report = run_tests(project, tests, maxfail)
+        failures = [t for t in report["tests"] if t["outcome"] in ("failed", "error", "timeout")]
+        named = [t for t in failures if all(w in t["message"].lower() for w in words)]
+        if named or not failures:
+            break
+    shutil.rmtree(project, ignore_errors=True)
     return dict(
         mutant=mutant, exercise=tests[0], killed=bool(failures), named=bool(named),
         first_message=(named or failures or [{"message": report.get("crash", "")}])[0]["message"],

@@ -1,0 +1,145 @@
+"""Mistakes learners make in 09 generate."""
+
+from . import Mutant
+
+TEMPERATURE = "logits = logits.float() / temperature"
+TOP_K = "logits = logits.masked_fill(logits < kth_largest, float(\"-inf\"))"
+NUCLEUS = "drop_sorted = mass_before >= top_p  # p is already reached without this token"
+SCATTER = "drop = drop_sorted.scatter(-1, order, drop_sorted)"
+DRAW = "return torch.multinomial(probs, num_samples=1, generator=generator)"
+STEP = "next_token = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)"
+
+MUTANTS = [
+    Mutant(
+        "09-temperature-after-softmax", "generate",
+        "the temperature divides the probabilities after the softmax, which changes nothing once normalised.",
+        ((TEMPERATURE, "logits = logits.float()"),
+         ("probs = F.softmax(logits, dim=-1)\n    return", "probs = F.softmax(logits, dim=-1) / temperature\n    return")),
+        ("temperature has no effect",),
+    ),
+    Mutant(
+        "09-temperature-multiplied", "generate",
+        "the logits are multiplied by the temperature.",
+        ((TEMPERATURE, "logits = logits.float() * temperature"),),
+        ("multiplied by the temperature",),
+    ),
+    Mutant(
+        "09-top-k-minus-one", "generate",
+        "top-k masks logits <= the k-th largest, keeping k - 1 tokens.",
+        ((TOP_K, "logits = logits.masked_fill(logits <= kth_largest, float(\"-inf\"))"),),
+        ("k - 1", "off by one"),
+    ),
+    Mutant(
+        "09-top-k-plus-one", "generate",
+        "top-k takes the (k+1)-th largest as its threshold, keeping k + 1 tokens.",
+        (("kth_largest = torch.topk(logits, top_k, dim=-1).values[:, -1:]",
+          "kth_largest = torch.topk(logits, min(top_k + 1, vocab_size), dim=-1).values[:, -1:]"),),
+        ("k + 1", "off by one"),
+    ),
+    Mutant(
+        "09-top-k-zero-not-all", "generate",
+        "top_k = 0 is passed to torch.topk instead of meaning 'keep everything'.",
+        (("if top_k is not None and 0 < top_k < vocab_size:", "if top_k is not None and top_k < vocab_size:"),),
+        ("top_k none, 0 or >= v",),
+    ),
+    Mutant(
+        "09-top-k-at-least-v-crashes", "generate",
+        "top_k >= V is passed to torch.topk, which refuses k > V.",
+        (("if top_k is not None and 0 < top_k < vocab_size:", "if top_k:"),),
+        ("top_k none, 0 or >= v",),
+    ),
+    Mutant(
+        "09-nucleus-drops-crossing", "generate",
+        "the nucleus keeps only tokens whose cumulative probability stays within p, dropping the one that crosses it.",
+        ((NUCLEUS, "drop_sorted = sorted_probs.cumsum(dim=-1) > top_p"),),
+        ("drops the token that crosses p",),
+    ),
+    Mutant(
+        "09-nucleus-unsorted", "generate",
+        "top-p takes the cumulative sum of the probabilities in vocabulary order.",
+        (("sorted_probs, order = F.softmax(logits, dim=-1).sort(dim=-1, descending=True)",
+          "sorted_probs = F.softmax(logits, dim=-1)\n"
+          "        order = torch.arange(vocab_size).expand_as(sorted_probs)"),),
+        ("unsorted",),
+    ),
+    Mutant(
+        "09-nucleus-no-scatter", "generate",
+        "the top-p mask, computed in sorted order, is applied to the logits without mapping it back.",
+        ((SCATTER, "drop = drop_sorted"),),
+        ("scatter",),
+    ),
+    Mutant(
+        "09-top-p-before-temperature", "generate",
+        "the nucleus is chosen from the untempered probabilities.",
+        (("sorted_probs, order = F.softmax(logits, dim=-1).sort(dim=-1, descending=True)",
+          "sorted_probs, order = F.softmax(logits * temperature, dim=-1).sort(dim=-1, descending=True)"),),
+        ("before the temperature",),
+    ),
+    Mutant(
+        "09-greedy-via-sampling", "generate",
+        "temperature 0 is treated as temperature 1: greedy decoding samples.",
+        (("if temperature == 0:\n        return logits.argmax(dim=-1, keepdim=True)",
+          "if temperature == 0:\n        temperature = 1.0"),),
+        ("greedy via sampling",),
+    ),
+    Mutant(
+        "09-logits-in-place", "generate",
+        "the logits are divided by the temperature in place (.float() of a float32 tensor is that tensor).",
+        ((TEMPERATURE, "logits = logits.float()\n    logits /= temperature"),),
+        ("in place",),
+    ),
+    Mutant(
+        "09-generator-ignored", "generate",
+        "the draw uses torch's global random generator, ignoring the one passed in.",
+        ((DRAW, "return torch.multinomial(probs, num_samples=1)"),),
+        ("generator",),
+    ),
+    Mutant(
+        "09-no-crop", "generate",
+        "generate feeds the whole sequence to the model, however long.",
+        (("context = idx[:, -model.config.block_size :]", "context = idx"),),
+        ("no context crop",),
+    ),
+    Mutant(
+        "09-crop-first-tokens", "generate",
+        "generate keeps the first block_size tokens instead of the last.",
+        (("context = idx[:, -model.config.block_size :]", "context = idx[:, : model.config.block_size]"),),
+        ("first block_size",),
+    ),
+    Mutant(
+        "09-first-position", "generate",
+        "generate samples from the logits of the first position instead of the last.",
+        ((STEP, "next_token = sample_next_token(logits[:, 0, :], temperature, top_k, top_p, generator)"),),
+        ("first position",),
+    ),
+    Mutant(
+        "09-temperature-not-passed", "generate",
+        "generate calls sample_next_token without the temperature, so greedy generation samples.",
+        ((STEP, "next_token = sample_next_token(logits[:, -1, :], top_k=top_k, top_p=top_p, generator=generator)"),),
+        ("temperature",),
+    ),
+    Mutant(
+        "09-not-restoring-train-mode", "generate",
+        "generate switches to eval mode and never switches back.",
+        (("        model.train(was_training)\n", "        pass\n"),),
+        ("not restoring train mode",),
+    ),
+    Mutant(
+        "09-always-train-after", "generate",
+        "generate calls model.train() at the end, whatever the mode was before.",
+        (("        model.train(was_training)\n", "        model.train()\n"),),
+        ("eval mode into train mode",),
+    ),
+    Mutant(
+        "09-no-eval", "generate",
+        "generate runs the model in whatever mode it is in (dropout stays on in train mode).",
+        (("    model.eval()\n", ""),),
+        ("model.eval()",),
+    ),
+    Mutant(
+        "09-with-gradients", "generate",
+        "generate builds an autograd graph: no torch.no_grad().",
+        (("with torch.no_grad():", "if True:"),),
+        ("no_grad",),
+    ),
+]

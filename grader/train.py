@@ -181,7 +181,9 @@ class Distributed:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(model, device_ids=[self.local_rank] if device.startswith("cuda") else None)
+        # broadcast_buffers=False: a learner may cache rotary tables as (non-persistent) buffers; they need no sync
+        return DistributedDataParallel(model, device_ids=[self.local_rank] if device.startswith("cuda") else None,
+                                       broadcast_buffers=False)
 
     def gather(self, obj):
         """[obj of process 0, obj of process 1, ...] (every process calls it at the same step)."""
@@ -469,9 +471,10 @@ class Run:
 
                 t0 = time.perf_counter()
                 lr = parts.lr_at(step, s.warmup_steps, s.lr_decay_steps, s.lr, s.min_lr)
-                batches = [parts.get_batch(corpus.train, B, T, generator=batch_rng, device=device)
+                # every process draws all the step's micro-batches (one shared generator) and keeps its own
+                batches = [parts.get_batch(corpus.train, B, T, generator=batch_rng, device="cpu")
                            for _ in range(accum * world)]
-                batches = batches[dist.rank * accum:(dist.rank + 1) * accum]  # each process its own micro-batches
+                batches = [(x.to(device), y.to(device)) for x, y in batches[dist.rank * accum:(dist.rank + 1) * accum]]
                 t1 = time.perf_counter()
                 loss = parts.train_step(model, optimizer, batches, grad_clip=s.grad_clip, lr=lr)
                 t2 = time.perf_counter()

@@ -1,0 +1,288 @@
+"""How fast does `python -m grader train` learn Tiny Shakespeare? Prints, for the reference (--impl solutions):
+
+(a) the anchor (--anchor, ~200 s on a laptop): nanoGPT's documented CPU run of shakespeare-char (4 layers x 128,
+    4 heads, context 64, batch 12, AdamW lr 1e-3 -> 1e-4, warmup 100, 2000 iterations, dropout 0, no biases),
+    evaluated on 200 batches at the end: its wall time and final validation loss (nanoGPT reports about 1.88);
+(b) --preset cpu as a learner runs it: wall time and final validation loss (target: val <= 1.88 in at most half
+    the anchor's wall time);
+(c) --preset cpu-modern against --preset cpu at equal wall time: cpu-modern's validation loss when its training
+    loop has run as long as cpu's did (interpolated between its evaluations), and with --matched also a run of
+    cpu-modern whose schedule (--max-steps) is shortened or lengthened to end at cpu's wall time;
+(d) throughput: tokens/s of the train steps alone, and the overhead ((wall - train steps) / train steps) both
+    inside the training loop (metrics.json: evaluation, sampling, checkpoints, batches) and for the whole
+    command (plus Python and torch imports, data preparation, the final sample and the reports), with the
+    config of every run; `--throughput gpu gpu-modern --device cuda` adds short runs of other presets.
+
+Each run is `python -m grader train ...` in a subprocess, written to a temporary --out (kept with --keep DIR);
+the figures come from its metrics.json. Besides each run's own final estimate (its preset's eval_iters), every
+checkpoint is evaluated afterwards on the same --final-eval-iters validation batches (batch 32, fixed seed), so
+that the runs' losses compare on one estimate. Data: Tiny Shakespeare, found as the train command finds it
+($KATA_DATA_DIR/tinyshakespeare/input.txt, the download cache, or a download).
+
+    python bench/train_speed.py --quick                 # a few hundred steps: checks that the script works
+    python bench/train_speed.py --anchor --matched      # the whole benchmark on a quiet machine (~30 min on 2 cores)
+    python bench/train_speed.py --device cuda --throughput gpu gpu-modern
+
+Timings are only meaningful on a quiet machine (on a busy 2-core one, torch's 2 threads ran 5-10x slower than
+--threads 1). With --compile, compilation lands in the first train steps.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+NANOGPT_VAL = 1.88  # nanoGPT's README, for exactly the anchor's run on a laptop CPU
+# nanoGPT: python train.py config/train_shakespeare_char.py --device=cpu --compile=False --eval_iters=20
+#   --log_interval=1 --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000
+#   --lr_decay_iters=2000 --dropout=0.0   (the config: lr 1e-3, min_lr 1e-4, warmup 100, beta2 0.99,
+#   weight decay 0.1, grad clip 1; nanoGPT's train.py default bias=False). Evaluated at the end on 200 batches.
+ANCHOR = ["--preset", "cpu", "--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--block-size", "64",
+          "--no-bias", "--dropout", "0", "--batch-size", "12", "--grad-accum", "1", "--lr", "1e-3", "--min-lr", "1e-4",
+          "--warmup-steps", "100", "--max-steps", "2000", "--lr-decay-steps", "2000", "--beta1", "0.9",
+          "--beta2", "0.99", "--weight-decay", "0.1", "--grad-clip", "1.0", "--eval-interval", "2000",
+          "--eval-iters", "200", "--sample-tokens", "0", "--final-sample-tokens", "0"]
+QUICK_STEPS = 200
+
+
+def override(argv, *pairs):
+    """argv with each (flag, value) in pairs replacing that flag's value, or appended when argv lacks it."""
+    argv = list(argv)
+    for flag, value in pairs:
+        if flag in argv:
+            argv[argv.index(flag) + 1] = str(value)
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def shown(cmd):
+    """The command as a person would type it (python, not this venv's full path)."""
+    return shlex.join(["python" if cmd[0] == sys.executable else cmd[0], *cmd[1:]])
+
+
+def train(name, args, work, common, threads=None):
+    """Run `python -m grader train --impl solutions ARGS --out WORK/NAME`; its metrics and timings."""
+    out = work / name
+    cmd = [sys.executable, "-m", "grader", "train", "--impl", "solutions", *args, *common, "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
+    cmd_text = (f"OMP_NUM_THREADS={threads} " if threads else "") + shown(cmd)
+    print(f"[{name}] {cmd_text}", flush=True)
+    log = work / f"{name}.log"
+    start = time.perf_counter()
+    with open(log, "w") as f:
+        code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+    wall = time.perf_counter() - start
+    if code != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        sys.exit(f"[{name}] exited {code}; the end of {log}:\n{tail}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    final = metrics["final"] or {}
+    print(f"[{name}] {wall:.1f} s, {metrics['steps']} steps, val loss {final.get('val_loss', float('nan')):.4f}",
+          flush=True)
+    return dict(name=name, cmd=cmd_text, out=out, wall=wall, metrics=metrics, common_val=None)
+
+
+def common_val(run, iters):
+    """The validation loss of run's checkpoint on the same iters batches (32 x its context, seed 0) as every run."""
+    import torch
+
+    from grader.training import checkpoint
+    from grader.training.corpus import prepare
+    from grader.training.parts import load_parts
+
+    ckpt = checkpoint.load(run["out"] / checkpoint.FILENAME)
+    parts = load_parts("solutions")
+    corpus = prepare(ckpt["run"]["data"], ckpt["tokenizer"]["kind"], ckpt["tokenizer"])
+    config = parts.GPTConfig(**ckpt["config"])
+    model = parts.GPT(config)
+    model.load_state_dict(ckpt["model"])
+    generator = torch.Generator().manual_seed(0)
+    run["common_val"] = parts.estimate_loss(model, corpus.val, 32, config.block_size, iters, generator=generator)
+    return run["common_val"]
+
+
+def val_at(evals, elapsed):
+    """(val loss, step) at `elapsed` seconds of the training loop, interpolated between evaluations."""
+    previous = None
+    for e in evals:
+        if e["elapsed"] >= elapsed:
+            if previous is None:
+                return e["val_loss"], e["step"]
+            f = (elapsed - previous["elapsed"]) / (e["elapsed"] - previous["elapsed"])
+            return (previous["val_loss"] + f * (e["val_loss"] - previous["val_loss"]),
+                    previous["step"] + f * (e["step"] - previous["step"]))
+        previous = e
+    return evals[-1]["val_loss"], evals[-1]["step"]  # it finished sooner: its final loss
+
+
+def train_time(run):
+    return run["metrics"]["timing"]["train_steps"]
+
+
+def loop_wall(run):
+    return run["metrics"]["timing"]["wall"]
+
+
+def fmt(x, spec=".4f"):
+    return "-" if x is None else format(x, spec)
+
+
+def describe(run):
+    m = run["metrics"]
+    c, s = m["config"], m["settings"]
+    parts = f"{c['norm']}/{c['pos_emb']}/{c['mlp']}" + ("/qk-norm" if c["qk_norm"] else "") + \
+            ("" if c["bias"] else "/no-bias") + ("" if c["tie_embeddings"] else "/untied") + \
+            (f"/softcap {c['logit_softcap']:g}" if c["logit_softcap"] else "")
+    return (f"{c['n_layer']}x{c['n_embd']}, {c['n_head']} heads, ctx {c['block_size']}, {parts}, "
+            f"{m['parameters']:,} params; batch {s['batch_size']} x accum {s['grad_accum']} x {m['world_size']} "
+            f"= {m['tokens_per_step']:,} tok/step, lr {s['lr']:g}, {m['steps']} steps; on {m['device']} "
+            f"({m['dtype']}{', compiled' if m['compile'] else ''})")
+
+
+def print_table(runs):
+    print(f"\n{'run':<20}{'steps':>6}{'cmd wall':>10}{'loop wall':>11}{'val (own)':>11}{'val (common)':>14}"
+          f"{'train tok/s':>13}{'loop tok/s':>12}{'ovh loop':>10}{'ovh cmd':>9}")
+    for r in runs:
+        m = r["metrics"]
+        final = m["final"] or {}
+        cmd_overhead = (r["wall"] - train_time(r)) / train_time(r) if train_time(r) else None
+        print(f"{r['name']:<20}{m['steps']:>6}{r['wall']:>9.1f}s{loop_wall(r):>10.1f}s"
+              f"{fmt(final.get('val_loss')):>11}{fmt(r['common_val']):>14}"
+              f"{fmt(m['train_step_tokens_per_second'], ',.0f'):>13}{fmt(m['tokens_per_second'], ',.0f'):>12}"
+              f"{fmt(m['overhead'], '.1%'):>10}{fmt(cmd_overhead, '.1%'):>9}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--anchor", action="store_true", help="also run nanoGPT's laptop run (~200 s on a laptop)")
+    parser.add_argument("--matched", action="store_true",
+                        help="also run cpu-modern with --max-steps chosen to end at cpu's wall time")
+    parser.add_argument("--no-modern", action="store_true", help="skip (c), the cpu-modern runs")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{QUICK_STEPS} steps per run (eval every 50, common eval on 20 batches): checks the script")
+    parser.add_argument("--device", default="auto", help="passed to every run: auto, cpu, cuda, cuda:N, mps")
+    parser.add_argument("--throughput", nargs="*", default=[], metavar="PRESET",
+                        help="also measure these presets' throughput (e.g. gpu gpu-modern on CUDA): short runs, "
+                             "no evaluation")
+    parser.add_argument("--throughput-steps", type=int, default=300)
+    parser.add_argument("--final-eval-iters", type=int, default=None,
+                        help="validation batches of the common final estimate (default 200; 20 with --quick)")
+    parser.add_argument("--extra", default="", metavar="'ARGS'",
+                        help="more train flags for every run, e.g. --extra='--compile' or --extra='--dtype float32'")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="OMP_NUM_THREADS for every run (default: torch's own choice, one per core)")
+    parser.add_argument("--keep", metavar="DIR", help="keep the runs' outputs and logs in DIR (default: a temp dir)")
+    args = parser.parse_args()
+
+    from data.shakespeare import DataError, path
+
+    try:
+        data = path()
+    except DataError as error:
+        sys.exit(str(error))
+    common = (["--device", args.device] if args.device != "auto" else []) + shlex.split(args.extra)
+    quick = [("--max-steps", QUICK_STEPS), ("--eval-interval", 50)] if args.quick else []
+    eval_iters = args.final_eval_iters or (20 if args.quick else 200)
+    if args.keep:
+        work = Path(args.keep).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="train_speed_"))
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)  # for the common final estimate, here
+    print(f"Tiny Shakespeare: {data}" + (f" (KATA_DATA_DIR={os.environ['KATA_DATA_DIR']})"
+                                         if os.environ.get("KATA_DATA_DIR") else ""))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs"
+          + (f", CUDA: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+          + (f" (--threads {args.threads})" if args.threads else "")
+          + (" -- QUICK: a check of the script, not a benchmark" if args.quick else ""))
+    print(f"outputs in {work}\n", flush=True)
+
+    runs = {}
+
+    def run(name, argv):
+        runs[name] = train(name, argv, work, common, args.threads)
+        return runs[name]
+
+    try:
+        if args.anchor:
+            anchor = ANCHOR
+            if args.quick:
+                anchor = override(ANCHOR, ("--max-steps", QUICK_STEPS), ("--lr-decay-steps", QUICK_STEPS),
+                                  ("--eval-interval", QUICK_STEPS), ("--eval-iters", 20))
+            run("anchor", anchor)
+        cpu = run("cpu", override(["--preset", "cpu"], *quick))
+        if not args.no_modern:
+            modern = run("cpu-modern", override(["--preset", "cpu-modern"], *quick))
+            if args.matched:  # as many steps as fit in cpu's loop wall time at cpu-modern's pace
+                pace = (loop_wall(modern) / modern["metrics"]["steps"]) / (loop_wall(cpu) / cpu["metrics"]["steps"])
+                steps = max(1, round(cpu["metrics"]["steps"] / pace))
+                run("cpu-modern@matched", override(["--preset", "cpu-modern"], *quick, ("--max-steps", steps)))
+        for preset in args.throughput:
+            n = 30 if args.quick else args.throughput_steps
+            run(f"{preset}-tput", ["--preset", preset, "--max-steps", str(n), "--eval-interval", str(n),
+                                   "--eval-iters", "1", "--sample-tokens", "0", "--final-sample-tokens", "0"])
+        for name, r in runs.items():
+            if not name.endswith("-tput"):
+                common_val(r, eval_iters)
+
+        print_table(runs.values())
+        print(f"  val (own): the run's last evaluation (its preset's eval_iters); val (common): its checkpoint on the "
+              f"same {eval_iters} validation batches of 32; ovh loop/cmd: (loop or command wall - train steps) / train steps")
+
+        print("\n(a) anchor: " + (f"{runs['anchor']['wall']:.1f} s, val {fmt(runs['anchor']['metrics']['final']['val_loss'])}"
+                                  f" (common {fmt(runs['anchor']['common_val'])}); nanoGPT reports {NANOGPT_VAL}"
+                                  if "anchor" in runs else "not run (--anchor)"))
+        own = cpu["metrics"]["final"]["val_loss"]
+        line = f"(b) cpu: {cpu['wall']:.1f} s, val {own:.4f} (common {fmt(cpu['common_val'])}); val <= {NANOGPT_VAL}: " \
+               f"{'yes' if max(own, cpu['common_val']) <= NANOGPT_VAL else 'NO'}"
+        if "anchor" in runs:
+            half = runs["anchor"]["wall"] / 2
+            line += f"; wall <= half the anchor's ({half:.1f} s): {'yes' if cpu['wall'] <= half else 'NO'}"
+        print(line)
+        if "cpu-modern" in runs:
+            modern = runs["cpu-modern"]
+            budget = cpu["metrics"]["final"]["elapsed"]
+            val, step = val_at(modern["metrics"]["eval"], budget)
+            print(f"(c) equal wall time, {budget:.1f} s of training loop (cpu's last evaluation): cpu val {own:.4f}, "
+                  f"cpu-modern val {val:.4f} (interpolated, at step ~{step:.0f} of its {modern['metrics']['steps']}); "
+                  f"cpu-modern's own end: val {modern['metrics']['final']['val_loss']:.4f} "
+                  f"at {modern['metrics']['final']['elapsed']:.1f} s")
+            if "cpu-modern@matched" in runs:
+                m = runs["cpu-modern@matched"]
+                print(f"    cpu-modern with --max-steps {m['metrics']['steps']} (its schedule sized to cpu's wall): val "
+                      f"{m['metrics']['final']['val_loss']:.4f} (common {fmt(m['common_val'])}) at "
+                      f"{m['metrics']['final']['elapsed']:.1f} s vs cpu {own:.4f} (common {fmt(cpu['common_val'])}) "
+                      f"at {budget:.1f} s")
+        print("(d) throughput and where the time goes (seconds):")
+        for r in runs.values():
+            t = r["metrics"]["timing"]
+            print(f"  {r['name']:<20} {describe(r)}")
+            print(f"  {'':<20} train steps {t['train_steps']:.1f}, batches {t['data']:.1f}, eval {t['eval']:.1f}, "
+                  f"sample {t['sample']:.1f}, checkpoints {t['checkpoint']:.1f}, rest of loop "
+                  f"{t['wall'] - sum(t[k] for k in ('train_steps', 'data', 'eval', 'sample', 'checkpoint')):.1f}, "
+                  f"outside the loop {r['wall'] - t['wall']:.1f}")
+        print("\nCommands:")
+        for r in runs.values():
+            print(f"  {r['cmd']}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

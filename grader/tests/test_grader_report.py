@@ -105,20 +105,18 @@ def test_infinite_loop_times_out_once_and_the_rest_still_shows(capsys, fake):
     fake.solve("01", "02", "03")
     fake.write("04", text='"""mlp"""\n\n\ndef first():\n    while True:\n        pass\n\n\n'
                           'def second():\n    while True:\n        pass\n')
-    import time
-
-    started = time.perf_counter()
     data, label = states(capsys, fake, "--timeout", "0.5")
-    elapsed = time.perf_counter() - started
     assert label["04"] == "timed out after 0.5 s"
     mlp = next(e for e in data["exercises"] if e["id"] == "04")
     assert "exercises/mlp.py, line 5" in mlp["message"] or "exercises/mlp.py, line 6" in mlp["message"]
     assert label["05"] == "blocked by 04 — fix it or `swap 04`"  # its tests would hang too: not run
     assert label["01"] == "passed" and label["07"] == "not started"
-    # one time limit for the hang, not one per test (04's second test and 05, 06, 99 are not run)
-    assert elapsed < 0.5 * 3 + 5
     outcomes = [t["outcome"] for e in data["exercises"] if e["id"] in ("04", "05") for t in e["tests"]]
     assert outcomes == ["timeout"] * 4
+    # one time limit for the hang, not one per test: the others that would run the same code are not run
+    ran = [t for e in data["exercises"] if e["id"] in ("04", "05") for t in e["tests"]
+           if not t["message"].startswith("not run:")]
+    assert len(ran) == 1, [t["message"] for t in ran]
 
 
 def test_module_that_imports_the_reference_uses_the_reference(capsys, fake):

@@ -251,3 +251,13 @@ def test_gradients_reach_every_parameter_and_the_input(cls):
     if x.grad is None or not torch.any(x.grad != 0):
         fail(MODULE, f"{cls}: no gradient reaches the input x; keep the computation in autograd "
                      f"(no .detach(), .item() or .numpy()).")
+
+
+def test_layer_norm_adds_a_bias_without_a_weight():
+    x = randn(2, 5, 16, seed=41, scale=3.0) + 2.0
+    b = randn(16, seed=42)
+    out = run(mine().layer_norm, x, None, b, eps=1e-1)
+    expect_close(out, reference(MODULE).layer_norm(x, None, b, eps=1e-1), "layer_norm(x, weight=None, bias=b)",
+                 module=MODULE, inputs=dict(x=x, bias=b, eps=1e-1),
+                 likely=[("the bias is added only when a weight is given; weight and bias are independent",
+                          lambda: reference(MODULE).layer_norm(x, None, None, eps=1e-1))])

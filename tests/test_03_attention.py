@@ -528,3 +528,33 @@ def test_kv_cache_is_not_implemented_until_exercise_10():
 
 def describe(out):
     return f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+
+
+def test_causal_attention_builds_its_mask_on_the_inputs_device():
+    # 'meta' tensors have shapes but no data: a mask made on the CPU shows as a device mismatch on any machine
+    run(mine().causal_attention, randn(1, 2, 3, 4), randn(1, 2, 5, 4), randn(1, 2, 5, 4))  # not started stops here
+    q, k, v = (torch.empty(1, 2, t, 4, device="meta") for t in (3, 5, 5))
+    try:
+        out = run(mine().causal_attention, q, k, v)
+    except RuntimeError as error:
+        if "device" not in str(error):
+            pytest.skip(f"causal_attention reads tensor values, which 'meta' tensors do not have ({error})")
+        fail(MODULE, f"causal_attention on tensors of device 'meta' raised: {error}. Build the mask on q's device: "
+                     f"torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).")
+    if out.device.type != "meta" or tuple(out.shape) != (1, 2, 3, 4):
+        fail(MODULE, f"causal_attention on 'meta' tensors (1, 2, 3, 4) returned {tuple(out.shape)} on {out.device}.")
+
+
+@pytest.mark.parametrize("name", ["gpt2", "gqa-rope-swiglu"])
+def test_module_in_eval_mode_does_no_dropout(name):
+    config = variant_config(name, dropout=0.5)
+    attn = mine().CausalSelfAttention(config).eval()
+    ref_attn = perturb_parameters(reference(MODULE).CausalSelfAttention(variant_config(name)), seed=43).eval()
+    load_reference_weights(attn, ref_attn, "CausalSelfAttention", module=MODULE)
+    x = randn(2, 7, config.n_embd, seed=44)
+    rotary = reference("rotary").rotary_cos_sin(7, config.head_dim) if config.pos_emb == "rope" else None
+    with torch.no_grad():
+        out = run(attn, x, rotary=rotary)
+        expected = ref_attn(x, rotary=rotary)
+    expect_close(out, expected, f"CausalSelfAttention(dropout=0.5) in eval mode", module=MODULE, inputs=dict(x=x),
+                 hint="Dropout acts only while training: dropout_p=self.dropout if self.training else 0.0.")

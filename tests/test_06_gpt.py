@@ -287,7 +287,7 @@ def test_loss_is_mean_cross_entropy_ignoring_minus_one(name):
                                                ignore_index=-1)))
     expect_close(loss, want, "loss of forward(idx, targets)", module=MODULE, inputs=dict(idx=idx, targets=targets),
                  model=True, likely=likely,
-                 hint="loss = F.cross_entropy(logits.view(-1, V), targets.view(-1), ignore_index=-1).")
+                 hint="loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=-1).")
 
 
 def test_loss_is_none_without_targets():
@@ -967,3 +967,59 @@ def test_pretrained_gpt2_matches_hugging_face(monkeypatch):
     logits, _ = call(model, idx)
     expect_close(logits, hf_logits(theirs, idx), "GPT.from_pretrained('gpt2') against GPT2LMHeadModel",
                  module=MODULE, inputs=dict(idx=idx), model=True)
+
+
+def test_loss_accepts_targets_that_are_not_contiguous():
+    config = small_config()
+    model, ref = mine().GPT(config), reference(MODULE).GPT(config)
+    load_reference_weights(model, ref, "GPT", module=MODULE)
+    windows = randint(config.vocab_size, 2, 11, seed=71)
+    idx, targets = windows[:, :-1], windows[:, 1:]  # a view that is not contiguous, as get_batch's y can be
+    try:
+        _, loss = model(idx, targets)
+    except RuntimeError as error:
+        fail(MODULE, f"forward(idx, targets) with targets = windows[:, 1:] (not contiguous) raised: {error}. "
+                     f"Flatten with targets.reshape(-1); .view(-1) needs a contiguous tensor.")
+    expect_close(loss, ref(idx, targets)[1], "the loss for targets that are not contiguous", module=MODULE,
+                 inputs=dict(idx=idx, targets=targets))
+
+
+@pytest.mark.parametrize("name", ["gpt2", "gqa-rope-swiglu"])
+def test_forward_makes_positions_on_the_device_of_idx(name):
+    # a 'meta' model and idx have shapes but no data: positions or rotary tables made on the CPU show as a
+    # device mismatch on any machine
+    config = variant_config(name)
+    mine().GPT(config)  # not started stops here
+    with torch.device("meta"):
+        model = mine().GPT(config)
+    seen = []  # the devices of what wpe is called with (an embedding on 'meta' accepts CPU indices silently)
+    wpe = getattr(model.transformer, "wpe", None) if hasattr(model, "transformer") else None
+    if isinstance(wpe, torch.nn.Module):
+        wpe.register_forward_pre_hook(lambda module, args: seen.append(args[0].device.type))
+    try:
+        logits, _ = model(torch.zeros(2, 5, dtype=torch.long, device="meta"))
+    except RuntimeError as error:
+        if "device" not in str(error):
+            pytest.skip(f"GPT.forward reads tensor values, which 'meta' tensors do not have ({error})")
+        fail(MODULE, f"forward on a model and idx of device 'meta' raised: {error}. Make the positions "
+                     f"(torch.arange(T, device=idx.device)) and the rotary tables on idx's device.")
+    if any(device != "meta" for device in seen):
+        fail(MODULE, f"forward looked up wpe with positions on {sorted(set(seen))}, not on idx's device: make them "
+                     f"with torch.arange(T, device=idx.device).")
+    if logits.device.type != "meta":
+        fail(MODULE, f"forward on a 'meta' model and idx gave logits on {logits.device}.")
+
+
+@pytest.mark.hf
+def test_from_hf_llama_maps_max_position_embeddings_to_block_size():
+    learner_gpt_first()
+    model = from_hf(hf_llama(seed=73, max_position_embeddings=12), "LlamaForCausalLM")
+    with torch.no_grad():
+        model(randint(61, 1, 12, seed=74))  # block_size tokens run
+    try:
+        with torch.no_grad():
+            model(randint(61, 1, 13, seed=74))
+    except ValueError:
+        return
+    fail(MODULE, "GPT.from_hf(a LlamaForCausalLM with max_position_embeddings=12) accepted 13 tokens: map "
+                 "max_position_embeddings to block_size (as n_positions for GPT-2).")

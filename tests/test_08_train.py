@@ -757,3 +757,27 @@ def test_estimate_loss_restores_the_previous_mode(training):
         now = "train" if model.training else "eval"
         fail(MODULE, f"a model in {'train' if training else 'eval'} mode was left in {now} mode by estimate_loss; "
                      f"restore the mode it came in: was_training = model.training, ..., model.train(was_training).")
+
+
+def one_parameter(seed):
+    p = torch.nn.Parameter(randn(5, 3, seed=seed, dtype=torch.float64))
+    p.grad = randn(5, 3, seed=seed + 1, dtype=torch.float64) * 4
+    return p
+
+
+def test_clip_grad_norm_accepts_a_single_tensor():
+    p, want = one_parameter(81), one_parameter(81)
+    norm = run(mine().clip_grad_norm, p, 1.0)
+    want_norm = torch.nn.utils.clip_grad_norm_(want, 1.0)
+    expect_close(as_norm(norm, "clip_grad_norm(p, 1.0)"), want_norm.double(), "clip_grad_norm(p, 1.0) for one Tensor p",
+                 module=MODULE, hint="A single Tensor is one parameter: wrap it in a list (iterating a Tensor "
+                                     "gives its rows), as torch.nn.utils.clip_grad_norm_ does.")
+    expect_close(p.grad, want.grad, "p.grad after clip_grad_norm(p, 1.0)", module=MODULE,
+                 hint="A single Tensor is one parameter: wrap it in a list (iterating a Tensor gives its rows).")
+
+
+def test_clip_grad_norm_returns_a_tensor():
+    norm = run(mine().clip_grad_norm, [one_parameter(83)], 1.0)
+    if not isinstance(norm, torch.Tensor):
+        fail(MODULE, f"clip_grad_norm returned a {type(norm).__name__}; it returns the norm as a 0-d Tensor, as "
+                     f"torch.nn.utils.clip_grad_norm_ does (no .item()).")

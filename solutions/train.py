@@ -36,7 +36,11 @@ def get_batch(data, batch_size, block_size, generator=None, device="cpu"):
 
 
 def clip_grad_norm(parameters, max_norm):
-    """Scale the gradients so their global L2 norm is at most max_norm. Returns the norm before clipping."""
+    """Scale the gradients so their global L2 norm is at most max_norm. Returns the norm before clipping.
+
+    parameters: an iterable of Parameters, or a single Tensor, as for torch.nn.utils.clip_grad_norm_.
+    Returns a 0-d Tensor (no .item()).
+    """
     ### BEGIN SOLUTION
     ### TODO: total = sqrt(sum of squared gradient entries over all parameters with a grad)
     ### TODO: if total > max_norm, multiply every grad by max_norm / (total + 1e-6); return total

@@ -16,6 +16,9 @@
   test times out in the learner's code, the tests that would run the same hanging code (those of
   the exercise whose file hung and of the exercises that depend on it) are not run but reported
   as timed out, so an infinite loop costs one time limit, not one per test.
+- `--kata-skip-untouched` (the grader's overview sets it): the tests of an exercise whose file is
+  still byte for byte the fresh skeleton are reported not started without running. Not-started
+  reports are built without formatting a traceback (that cost ~40 ms a test).
 """
 
 import json

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from data.shakespeare import DataError
 from grader.training.checkpoint import FILENAME, CheckpointError
-from grader.training.parts import IMPLS, load_parts, not_started
+from grader.training.parts import IMPLS, exit_status, load_parts
 
 PROGRAM = "python -m grader sample"
 
@@ -35,18 +35,7 @@ def build_parser():
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-    impl = args.impl
-    try:
-        return run(args)
-    except (DataError, CheckpointError, ValueError) as error:
-        print(error, file=sys.stderr)
-        return 2
-    except NotImplementedError as error:
-        message = not_started(error, impl or "exercises")
-        if message is None:
-            raise
-        print(message, file=sys.stderr)
-        return 2
+    return exit_status(lambda: run(args), args.impl, (DataError, CheckpointError, ValueError))
 
 
 def run(args) -> int:

@@ -26,7 +26,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from grader.training.checkpoint import FILENAME, CheckpointError
-from grader.training.parts import IMPLS, load_parts, not_started
+from grader.training.parts import IMPLS, exit_status, load_parts
 from grader.training.presets import PRESETS, SETTING_NAMES, Settings, preset
 from data.shakespeare import DataError
 from data.tokenizers import TOKENIZERS
@@ -261,18 +261,8 @@ class Autocast:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args, model_flags, setting_flags = parse_args(argv)
-    impl = getattr(args, "impl", None)
-    try:
-        return Run(args, model_flags, setting_flags).start()
-    except (TrainError, DataError, CheckpointError) as error:
-        print(error, file=sys.stderr)
-        return 2
-    except NotImplementedError as error:
-        message = not_started(error, impl or "exercises")
-        if message is None:
-            raise
-        print(message, file=sys.stderr)
-        return 2
+    return exit_status(Run(args, model_flags, setting_flags).start, getattr(args, "impl", None),
+                       (TrainError, DataError, CheckpointError))
 
 
 class Run:

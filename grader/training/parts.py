@@ -12,6 +12,7 @@ not_started() turns that into the sentence the commands print.
 
 import importlib
 import re
+import sys
 from types import SimpleNamespace
 
 IMPLS = ("exercises", "solutions")
@@ -56,3 +57,18 @@ def not_started(error: BaseException, impl: str) -> str | None:
         f"Your model cannot train yet: exercise {label} is not finished ({error}); finish it "
         f"(`pytest {BY_ID[match['id']].test_file}`) or swap in the reference with `python -m grader swap {match['id']}`."
     )
+
+
+def exit_status(command, impl: str | None, expected: tuple) -> int:
+    """command()'s status; an expected error or an exercise's untouched TODO prints its sentence and gives 2."""
+    try:
+        return command()
+    except expected as error:
+        print(error, file=sys.stderr)
+        return 2
+    except NotImplementedError as error:
+        message = not_started(error, impl or "exercises")
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2

@@ -6,7 +6,8 @@
   is reported as *not started* (an xfail with the TODO's text), not as a failure.
 - `--kata-report FILE` writes every test's outcome and message as JSON; the grader and the
   mutant runner read that instead of scraping pytest's text output. Besides outcome and
-  message, a test whose learner module crashed on import carries `crash` ({file, line, error}),
+  message, a failed test whose assertion named its mistake carries `cause` (the sentence; see
+  tests/harness.py), a test whose learner module crashed on import carries `crash` ({file, line, error}),
   another failure `where` ({file, line} of the learner's code that raised, when it did), a
   timed-out one `timeout` (seconds) and `hung` ({file, line} of the learner's code that was
   running, when known); `modules` says, per learner module loaded, whether it was swapped and
@@ -236,6 +237,9 @@ def pytest_runtest_makereport(item, call):
         if collector is not None and hung is not None and item.config.getoption("kata_timeout"):
             collector.record_hang(exercise_of(str(item.path)), hung, item.name)
         return
+    cause = getattr(excinfo.value, "cause", None)
+    if isinstance(cause, str) and cause:
+        report.kata_cause = cause  # the mistake the test established (tests/harness.py: Mismatch.cause)
     crash = import_crash(excinfo, folder)
     if crash:
         report.kata_crash = crash
@@ -320,7 +324,7 @@ class Collector:
             details = str(report.longrepr) if report.failed else ""
             self._record(report.nodeid, path, outcome, message, details, report.duration,
                          crash=getattr(report, "kata_crash", None), hung=getattr(report, "kata_hung", None),
-                         where=getattr(report, "kata_where", None),
+                         where=getattr(report, "kata_where", None), cause=getattr(report, "kata_cause", None),
                          timeout=getattr(report, "kata_timeout", None) if outcome == "timeout" else None)
         elif report.when == "teardown" and report.failed and previous and previous["outcome"] == "passed":
             self._record(report.nodeid, path, "error", crash_message(report), str(report.longrepr))

@@ -6,9 +6,13 @@ small configs, and comparisons whose failure messages say what is wrong.
     expect_close(out, want, "causal_attention", inputs=dict(q=q, k=k, v=v),
                  likely=[("the scores were not divided by sqrt(D)", lambda: ...)])
 
-A failure names the function, the inputs (shapes, dtypes, config), the largest
-difference and where it is, and, when the wrong output equals one of the
-`likely` mistakes computed from the reference, names that mistake.
+A failure leads with its cause when the test established one (the wrong output
+equals one of the `likely` mistakes computed from the reference, or the property
+the test isolates failed), then names the call (shapes, dtypes, config), then the
+numbers (the largest difference and where it is). The cause travels with the
+exception as `Mismatch.cause`; the plugin records it, and the mutant runner counts
+a cause that does not describe the mutant as a wrong claim. A sentence that only
+*might* explain a failure is never a cause: say what the test isolates instead.
 """
 
 import contextlib
@@ -136,11 +140,32 @@ def call_text(what, inputs) -> str:
 
 
 class Mismatch(AssertionError):
-    """A kata assertion: its message is the whole teaching text."""
+    """A kata assertion: its message is the whole teaching text; `cause` the mistake it names, if any."""
+
+    def __init__(self, message: str, cause: str | None = None):
+        super().__init__(message)
+        self.cause = cause
 
 
-def fail(module: str, text: str):
-    raise Mismatch(f"{label(module)}: {text}")
+def sentence(text: str) -> str:
+    """text as a sentence: a capital first letter and a full stop (kept when it ends in ., ! or ?)."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."
+
+
+def fail(module: str, text: str, cause: str | None = None, looks_like: bool = False):
+    """Fail the test with a teaching message: the cause first (when established), then text.
+
+    cause: the mistake, named only when this test established it: the property it isolates
+    failed, or (looks_like=True) the learner's output equals that mistake's output.
+    """
+    lead = ""
+    if cause:
+        lead = f"This looks like: {cause.rstrip('.')}. " if looks_like else sentence(cause) + " "
+    raise Mismatch(f"{label(module)}: {lead}{text}", cause=cause)
 
 
 def _close(a, b, atol, rtol):
@@ -179,8 +204,11 @@ def expect_close(actual, expected, what, *, module, inputs=None, atol=None, rtol
     """Assert actual matches expected (shape, dtype, device, values) or fail with a teaching message.
 
     module: the exercise's module name ("attention"), for the message's label.
-    likely: (sentence, tensor or callable returning a tensor) pairs: outputs of known mistakes.
-    hint: a sentence added to any value mismatch that matches no likely mistake.
+    likely: (sentence, tensor or callable returning a tensor) pairs: outputs of known mistakes. The first
+        whose output equals actual leads the message ("This looks like: ...") and is its cause.
+    hint: a sentence added to a value mismatch that matches no likely mistake. It is not a cause: it may
+        only say what this test isolates ("this call passes no eps, so the default is used"), never guess
+        at a mistake the test did not establish.
     """
     call = call_text(what, inputs)
     if not isinstance(actual, torch.Tensor):
@@ -189,11 +217,9 @@ def expect_close(actual, expected, what, *, module, inputs=None, atol=None, rtol
     atol = d_atol if atol is None else atol
     rtol = d_rtol if rtol is None else rtol
     if actual.shape != expected.shape:
-        text = f"{call} returned shape {tuple(actual.shape)}, expected {tuple(expected.shape)}."
         found = diagnose(actual, likely, atol, rtol)
-        if found:
-            text += f" This looks like: {found}."
-        fail(module, text)
+        fail(module, f"{call} returned shape {tuple(actual.shape)}, expected {tuple(expected.shape)}.",
+             cause=found, looks_like=True)
     if actual.dtype != expected.dtype:
         fail(module, f"{call} returned dtype {str(actual.dtype).replace('torch.', '')}, expected "
                      f"{str(expected.dtype).replace('torch.', '')}.")
@@ -208,11 +234,9 @@ def expect_close(actual, expected, what, *, module, inputs=None, atol=None, rtol
     if actual.isnan().any() and not expected.isnan().any():
         text += " Your output has NaN where the reference has none."
     found = diagnose(actual, likely, atol, rtol)
-    if found:
-        text += f" This looks like: {found}."
-    elif hint:
+    if not found and hint:
         text += f" {hint}"
-    fail(module, text)
+    fail(module, text, cause=found, looks_like=True)
 
 
 def expect_unchanged(before: dict, after: dict, what, *, module):

@@ -4,8 +4,10 @@ Each mutant is a small edit of one reference module (solutions/<module>.py)
 with a sentence saying what mistake it is and the words the failure message
 must contain. `python -m grader.mutants` runs every mutant in a temporary copy
 of the project (exercises/ = the reference with that one edit; the real
-exercises/ is never touched) and reports, per exercise, how many were killed
-and how many failure messages named the mistake.
+exercises/ is never touched) and reports, per exercise, how many were killed,
+how many had a failure message that named the mistake, and how many wrong
+claims their failing tests made: a cause (tests/harness.py, Mismatch.cause)
+that does not describe the mutant, in any failing test, not only the first.
 
 The corpus lives in corpus_NN_<name>.py files beside this one, each defining
 MUTANTS = [Mutant(...), ...]. Correct implementations that differ from the
@@ -28,6 +30,14 @@ class Mutant:
     edits: tuple[tuple[str, str], ...]  # (find, replace) pairs; each find occurs exactly once in the module
     expect: tuple[str, ...]  # words that the failure message must contain (case-insensitive)
     tests: tuple[str, ...] = field(default=())  # exercise ids whose tests must kill it; () = the module's own
+    # Other word sets that also describe this mistake truly, for tests that name it from another angle
+    # (a cause must hold every word of `expect` or of one of these, else it is a wrong claim).
+    also: tuple[tuple[str, ...], ...] = field(default=())
+
+    def describes(self, cause: str) -> bool:
+        """Whether a failure's cause names this mistake (every word of expect, or of one `also` set)."""
+        text = cause.lower()
+        return any(all(w.lower() in text for w in words) for words in (self.expect, *self.also))
 
     def apply(self, text: str) -> str:
         for find, replace in self.edits:

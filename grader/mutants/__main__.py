@@ -5,9 +5,13 @@
     python -m grader.mutants --mutant 03-no-sqrt-d-scale
     python -m grader.mutants --alternatives  only the alternative (correct) implementations
     python -m grader.mutants --jobs 4        parallel runs (default: the number of CPUs)
+    python -m grader.mutants --repeat 10     run each mutant 10 times: its verdicts must not vary
 
-Exit 0 when every mutant is killed with a message containing its words and
-every alternative passes every test; 1 otherwise; 2 for bad usage.
+Every test of a mutant's exercise runs (not only up to the first failure), and
+each failing test's cause is checked: a cause that does not name the mutant is a
+wrong claim. Exit 0 when every mutant is killed with a message containing its
+words, no failing test makes a wrong claim, every mutant's verdicts are the same
+in every repeat, and every alternative passes every test; 1 otherwise; 2 for bad usage.
 """
 
 import argparse
@@ -25,43 +29,44 @@ from ..registry import BY_ID, ROOT, for_module
 from ..sandbox import make_project
 from . import Mutant, alternatives, corpus
 
-QUICK_FAILURES = 3  # a mutant's tests stop after this many failures, unless none of them names the mistake
 
 
-def run_tests(project: Path, test_ids, maxfail: int | None = None) -> dict:
-    """Run the given exercises' test files in project; returns the kata report (outcome per test).
-
-    maxfail: stop after that many failures (a quick first look; None runs every test).
-    """
+def run_tests(project: Path, test_ids) -> dict:
+    """Run the given exercises' test files in project; returns the kata report (outcome per test)."""
     report = project / "kata-report.json"
     report.unlink(missing_ok=True)
     files = [BY_ID[i].test_file for i in test_ids]
     env = {k: v for k, v in os.environ.items() if k not in ("KATA_IMPL", "PYTHONPATH")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     cmd = [sys.executable, "-m", "pytest", *files, "--impl=exercises", "-q", "--no-header", "-p", "no:randomly",
-           f"--kata-report={report}", *([f"--maxfail={maxfail}"] if maxfail else [])]
+           f"--kata-report={report}"]
     proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)
     if not report.exists():
         return {"tests": [], "crash": (proc.stdout + proc.stderr)[-2000:]}
     return json.loads(report.read_text(encoding="utf-8"))
 
 
-def judge_mutant(mutant: Mutant, base: Path) -> dict:
+def verdicts(report: dict) -> list[tuple]:
+    """What a run decided, to compare repeats: (test, outcome, cause) for every test."""
+    return sorted((t["nodeid"], t["outcome"], t.get("cause") or "") for t in report["tests"])
+
+
+def judge_mutant(mutant: Mutant, base: Path, repeat: int = 1) -> dict:
     text = mutant.apply((ROOT / "solutions" / f"{mutant.module}.py").read_text(encoding="utf-8"))
     project = make_project(base, {f"{mutant.module}.py": text})
     tests = mutant.tests or (for_module(mutant.module).id,)
     started = time.perf_counter()
     words = [w.lower() for w in mutant.expect]
-    # First up to QUICK_FAILURES failures; only when none of them names the mistake, every test.
-    for maxfail in (QUICK_FAILURES, None):
-        report = run_tests(project, tests, maxfail)
-        failures = [t for t in report["tests"] if t["outcome"] in ("failed", "error", "timeout")]
-        named = [t for t in failures if all(w in t["message"].lower() for w in words)]
-        if named or not failures:
-            break
+    runs = [run_tests(project, tests) for _ in range(max(1, repeat))]
     shutil.rmtree(project, ignore_errors=True)
+    report = runs[0]
+    failures = [t for t in report["tests"] if t["outcome"] in ("failed", "error", "timeout")]
+    named = [t for t in failures if all(w in t["message"].lower() for w in words)]
+    wrong = [t for t in failures if t.get("cause") and not mutant.describes(t["cause"])]
+    unstable = len({tuple(verdicts(r)) for r in runs}) > 1
     return dict(
-        mutant=mutant, exercise=tests[0], killed=bool(failures), named=bool(named),
+        mutant=mutant, exercise=tests[0], killed=bool(failures), named=bool(named), wrong=wrong,
+        unstable=unstable, failures=len(failures),
         first_message=(named or failures or [{"message": report.get("crash", "")}])[0]["message"],
         seconds=time.perf_counter() - started,
     )
@@ -85,6 +90,8 @@ def main(argv=None) -> int:
     parser.add_argument("--alternatives", action="store_true", help="only the alternative implementations")
     parser.add_argument("--no-alternatives", action="store_true", help="skip the alternative implementations")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run each mutant N times and report those whose verdicts vary (default 1)")
     parser.add_argument("--verbose", "-v", action="store_true", help="print every mutant's message")
     args = parser.parse_args(argv)
     try:
@@ -110,20 +117,24 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="kata-mutants-") as tmp, ThreadPoolExecutor(max(1, args.jobs)) as pool:
         base = Path(tmp)
         try:
-            results = list(pool.map(lambda m: judge_mutant(m, base), mutants))
+            results = list(pool.map(lambda m: judge_mutant(m, base, args.repeat), mutants))
         except ValueError as error:  # a mutant whose edit does not apply
             print(error)
             return 2
         alt_results = list(pool.map(lambda f: judge_alternative(f, base), folders))
     if results:
-        print(f"{'exercise':<16}{'killed':>10}{'named':>10}")
+        print(f"{'exercise':<16}{'killed':>10}{'named':>10}{'wrong claims':>14}")
         for ex_id in sorted({r['exercise'] for r in results}):
             rows = [r for r in results if r["exercise"] == ex_id]
             killed, named = sum(r["killed"] for r in rows), sum(r["named"] for r in rows)
-            print(f"{BY_ID[ex_id].label:<16}{killed:>6}/{len(rows):<3}{named:>6}/{len(rows):<3}")
+            wrong = sum(len(r["wrong"]) for r in rows)
+            print(f"{BY_ID[ex_id].label:<16}{killed:>6}/{len(rows):<3}{named:>6}/{len(rows):<3}{wrong:>10}")
         total_killed = sum(r["killed"] for r in results)
         total_named = sum(r["named"] for r in results)
-        print(f"{'all':<16}{total_killed:>6}/{len(results):<3}{total_named:>6}/{len(results):<3}")
+        total_wrong = sum(len(r["wrong"]) for r in results)
+        failing = sum(r["failures"] for r in results)
+        print(f"{'all':<16}{total_killed:>6}/{len(results):<3}{total_named:>6}/{len(results):<3}{total_wrong:>10}")
+        print(f"(wrong claims: causes that do not name the mutant, over all {failing} failing tests)")
         for r in results:
             m = r["mutant"]
             if not r["killed"]:
@@ -134,6 +145,12 @@ def main(argv=None) -> int:
                 print(f"UNNAMED  {m.id}: expected {list(m.expect)} in a failure message; got: {r['first_message']}")
             elif args.verbose:
                 print(f"killed   {m.id} ({r['seconds']:.1f} s): {r['first_message']}")
+            for t in r["wrong"]:
+                ok = False
+                print(f"WRONG    {m.id}: {t['nodeid']} claims: {t['cause']}")
+            if r["unstable"]:
+                ok = False
+                print(f"UNSTABLE {m.id}: its tests' verdicts differ between the {args.repeat} runs")
     for r in alt_results:
         name = r["folder"].name
         if r["crash"] or r["bad"]:

@@ -173,7 +173,7 @@ def own_state(ex: Exercise, tests: list[dict], module_check: dict, project: Proj
 
 def compute(project: Project, report: dict, swapped: list[Exercise], gave_up: dict[str, str],
             exercises=EXERCISES) -> Progress:
-    """Each exercise's Status from a kata report (see grader/plugin.py)."""
+    """Each exercise's Status from a kata report (see grader/plugin/)."""
     impl = report.get("impl", "exercises")
     by_exercise: dict[str, list[dict]] = {}
     for t in report.get("tests", []):

@@ -182,16 +182,10 @@ def test_solution_of_a_swapped_exercise_needs_give_up(capsys, fake):
 ])
 def test_train_gets_the_rest_of_the_arguments(monkeypatch, argv, expected):
     seen = []
-    monkeypatch.setitem(sys.modules, "grader.train", types.SimpleNamespace(main=lambda a: seen.append(a) or 7))
+    monkeypatch.setitem(sys.modules, "grader.training.train", types.SimpleNamespace(main=lambda a: seen.append(a) or 7))
     monkeypatch.setenv("KATA_IMPL", "solutions")  # restored afterwards: train sets it from --impl
     assert main(argv) == 7
     assert seen == [expected]
-
-
-def test_a_missing_sample_module_says_so(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "grader.sample", None)  # as if grader/sample.py did not exist
-    assert main(["sample", "--n", "3"]) == 2
-    assert "grader/sample.py does not exist" in capsys.readouterr().err
 
 
 # --- malformed input: one sentence, exit 2, nothing changed ----------------------------------

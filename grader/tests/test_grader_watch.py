@@ -6,8 +6,8 @@ import queue
 import pytest
 
 from grader.project import Project
-from grader.report import console
-from grader.watch import Watch
+from grader.screens import console
+from grader.cli.watch import Watch
 
 
 def make_watch(fake, keys, tick, poll=True):
@@ -18,8 +18,8 @@ def make_watch(fake, keys, tick, poll=True):
 
 @pytest.mark.parametrize("poll", [True, False], ids=["polling", "watchdog"])
 def test_watch_reruns_on_save_and_takes_keys(fake, monkeypatch, poll):
-    monkeypatch.setattr("grader.watch.POLL_SECONDS", 0.05)
-    monkeypatch.setattr("grader.watch.QUIET_SECONDS", 0.05)
+    monkeypatch.setattr("grader.cli.watch.POLL_SECONDS", 0.05)
+    monkeypatch.setattr("grader.cli.watch.QUIET_SECONDS", 0.05)
     fake.solve("01")
     keys = queue.Queue()
     script = []
@@ -51,7 +51,7 @@ def test_watch_reruns_on_save_and_takes_keys(fake, monkeypatch, poll):
 
 
 def test_watch_list_key_shows_the_whole_table(fake, monkeypatch):
-    monkeypatch.setattr("grader.watch.POLL_SECONDS", 0.05)
+    monkeypatch.setattr("grader.cli.watch.POLL_SECONDS", 0.05)
     keys = queue.Queue()
     keys.put("l")
     keys.put("q")
@@ -77,7 +77,7 @@ def test_without_a_terminal_or_watcher_it_says_so(fake, monkeypatch, capsys):
         raise OSError("inotify watch limit reached")
 
     monkeypatch.setattr(watchdog.observers, "Observer", broken)
-    monkeypatch.setattr("grader.watch.POLL_SECONDS", 0.05)
+    monkeypatch.setattr("grader.cli.watch.POLL_SECONDS", 0.05)
     calls = []
 
     def tick(watch):

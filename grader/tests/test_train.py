@@ -12,8 +12,8 @@ import types
 import pytest
 import torch
 
-from grader import sample as sample_cmd
-from grader import train as train_cmd
+from grader.training import sample as sample_cmd
+from grader.training import run as run_module, runtime, train as train_cmd
 from grader.training import checkpoint
 from grader.training.parts import load_parts
 
@@ -183,11 +183,11 @@ def test_ctrl_c_saves_and_resume_continues_bit_exactly(text_file, tmp_path, monk
                      "--dropout", "0.1", "--sample-tokens", "0")  # dropout: the RNG states must resume too
     assert run_train(*argv)[0] == 0
     split = [a if a != str(tmp_path / "straight") else str(tmp_path / "split") for a in argv]
-    monkeypatch.setattr(train_cmd, "load_parts", lambda impl: parts_with(interrupt_at(3)))
+    monkeypatch.setattr(run_module, "load_parts", lambda impl: parts_with(interrupt_at(3)))
     code, captured = run_train(*split, capsys=capsys)
     assert code == 130 and "--resume" in captured.out
     assert state_of(tmp_path / "split")["step"] == 3
-    monkeypatch.setattr(train_cmd, "load_parts", load_parts)
+    monkeypatch.setattr(run_module, "load_parts", load_parts)
     assert run_train(*split, "--resume")[0] == 0
     a, b = state_of(tmp_path / "straight"), state_of(tmp_path / "split")
     assert a["step"] == b["step"] == 8
@@ -223,7 +223,7 @@ def poison_after(k):
 
 def test_nan_loss_stops_naming_the_step_and_cause_and_keeps_the_last_good_checkpoint(
         text_file, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(train_cmd, "load_parts", lambda impl: parts_with(poison_after(5)))
+    monkeypatch.setattr(run_module, "load_parts", lambda impl: parts_with(poison_after(5)))
     out = tmp_path / "run"
     code, captured = run_train(*tiny_args(text_file, out, "--max-steps", "10", "--checkpoint-interval", "2",
                                           "--eval-interval", "100", "--sample-tokens", "0"), capsys=capsys)
@@ -239,7 +239,7 @@ def test_nan_at_the_first_step_blames_the_init_or_a_missing_scale(text_file, tmp
         real(*args, **kwargs)
         return float("nan")
 
-    monkeypatch.setattr(train_cmd, "load_parts", lambda impl: parts_with(nan_loss))
+    monkeypatch.setattr(run_module, "load_parts", lambda impl: parts_with(nan_loss))
     code, captured = run_train(*tiny_args(text_file, tmp_path / "run", "--sample-tokens", "0"), capsys=capsys)
     message = captured.err.strip().splitlines()[-1]
     assert code == 1 and "step 0" in message and "not the learning rate" in message
@@ -272,7 +272,7 @@ def test_checkpoints_are_written_while_training(text_file, tmp_path, monkeypatch
         seen.append(checkpoint.load(path)["step"] if path.exists() else None)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_cmd, "load_parts", lambda impl: parts_with(watch))
+    monkeypatch.setattr(run_module, "load_parts", lambda impl: parts_with(watch))
     assert run_train(*tiny_args(text_file, tmp_path / "run", "--checkpoint-interval", "2", "--sample-tokens", "0"))[0] == 0
     assert seen == [None, None, 2, 2, 4, 4]  # a kill at any step loses at most the steps since the last one
 
@@ -337,7 +337,7 @@ def test_an_unfinished_exercise_names_itself_and_the_swap(text_file, tmp_path, m
         def __init__(self, config):
             raise NotImplementedError("06 gpt: build the ModuleDict of embeddings, blocks and the final norm")
 
-    monkeypatch.setattr(train_cmd, "load_parts", lambda impl: types.SimpleNamespace(**{**vars(real), "GPT": NotStartedGPT}))
+    monkeypatch.setattr(run_module, "load_parts", lambda impl: types.SimpleNamespace(**{**vars(real), "GPT": NotStartedGPT}))
     argv = tiny_args(text_file, tmp_path / "run")
     del argv[2:4]  # no --impl: the default, exercises
     code, captured = run_train(*argv, capsys=capsys)
@@ -358,20 +358,20 @@ def fake_torch(cuda=False, mps=False, bf16=True):
 
 
 def test_device_auto_picks_cuda_then_mps_then_cpu():
-    assert train_cmd.pick_device("auto", fake_torch(cuda=True, mps=True)) == "cuda"
-    assert train_cmd.pick_device("auto", fake_torch(mps=True)) == "mps"
-    assert train_cmd.pick_device("auto", fake_torch()) == "cpu"
-    assert train_cmd.pick_device("cpu", fake_torch(cuda=True)) == "cpu"
-    with pytest.raises(train_cmd.TrainError, match="no CUDA"):
-        train_cmd.pick_device("cuda", fake_torch())
+    assert runtime.pick_device("auto", fake_torch(cuda=True, mps=True)) == "cuda"
+    assert runtime.pick_device("auto", fake_torch(mps=True)) == "mps"
+    assert runtime.pick_device("auto", fake_torch()) == "cpu"
+    assert runtime.pick_device("cpu", fake_torch(cuda=True)) == "cpu"
+    with pytest.raises(runtime.TrainError, match="no CUDA"):
+        runtime.pick_device("cuda", fake_torch())
 
 
 def test_bf16_autocast_only_on_cuda():
-    assert train_cmd.pick_dtype("auto", "cuda", fake_torch(cuda=True)) == torch.bfloat16
-    assert train_cmd.pick_dtype("auto", "cuda", fake_torch(cuda=True, bf16=False)) is None
-    assert train_cmd.pick_dtype("auto", "cpu", fake_torch()) is None
-    assert train_cmd.pick_dtype("auto", "mps", fake_torch(mps=True)) is None
-    assert train_cmd.pick_dtype("float32", "cuda", fake_torch(cuda=True)) is None
+    assert runtime.pick_dtype("auto", "cuda", fake_torch(cuda=True)) == torch.bfloat16
+    assert runtime.pick_dtype("auto", "cuda", fake_torch(cuda=True, bf16=False)) is None
+    assert runtime.pick_dtype("auto", "cpu", fake_torch()) is None
+    assert runtime.pick_dtype("auto", "mps", fake_torch(mps=True)) is None
+    assert runtime.pick_dtype("float32", "cuda", fake_torch(cuda=True)) is None
 
 
 # --- sample -------------------------------------------------------------------------------------------------

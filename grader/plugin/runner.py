@@ -4,7 +4,7 @@
     report["tests"]    # one dict per test: nodeid, exercise, outcome, message, details, ...
     report["modules"]  # per learner module: swapped, uses_reference
 
-One pytest session collects every outcome through grader/plugin.py (no text is
+One pytest session collects every outcome through grader/plugin/ (no text is
 scraped). Each run starts from fresh imports of the learner's code (and of the
 project's tests and reference), so a file saved between two runs is seen, and
 the modules it found are put back afterwards, so running inside another pytest
@@ -15,12 +15,11 @@ import contextlib
 import io
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
-from .project import KataError, Project
-from .registry import ROOT, Exercise
+from ..project import KataError, Project
+from ..registry import ROOT, Exercise
 
 PROJECT_FOLDERS = ("exercises", "solutions", "tests", "data")
 DEFAULT_TIMEOUT = 30.0  # seconds per test; the end-to-end test gets max(10x, 300 s) (see grader/plugin.py)

@@ -20,11 +20,13 @@ import time
 
 from rich.text import Text
 
-from . import report, state, swaps
-from .progress import compute, fully_swapped
-from .project import KataError, Project
-from .registry import EXERCISES, Exercise
-from .runner import DEFAULT_TIMEOUT, run_tests
+from .. import state, swaps
+from ..plugin.runner import DEFAULT_TIMEOUT, run_tests
+from ..progress import compute, fully_swapped
+from ..project import KataError, Project
+from ..registry import EXERCISES, Exercise
+from ..screens import overview
+from ..screens.exercise import exercise as exercise_screen, show_hints
 
 KEYS = "[h]int  [n]ext  [l]ist  [r]un again  [q]uit"
 POLL_SECONDS = 1.0
@@ -92,7 +94,7 @@ class Watch:
         if self.current is None:
             self.say("Every exercise passes (or is swapped). Well done!", "green")
         else:
-            report.exercise(self.status, self.con)
+            exercise_screen(self.status, self.con)
             if self.status.state == "passed":
                 self.say(f"{self.current.label} passes! Press n for the next exercise.", "bold green")
         self.con.print()
@@ -121,13 +123,11 @@ class Watch:
                            swapped, self.gave_up())
         if self.con.is_terminal:
             self.con.clear()
-        report.home(progress, self.con)
+        overview.home(progress, self.con)
         self.con.print()
         self.say(f"watching exercises/ — {KEYS}", "dim")
 
     def hint(self) -> None:
-        from .cli import show_hints
-
         ex = self.current
         if ex is None:
             return

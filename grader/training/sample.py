@@ -42,7 +42,7 @@ def run(args) -> int:
     import torch
 
     from data.tokenizers import from_state
-    from grader.train import TrainError, pick_device
+    from grader.training.runtime import TrainError, pick_device
     from grader.training import checkpoint
 
     if args.max_new_tokens < 0 or args.num_samples < 1:

@@ -1,5 +1,6 @@
 """The files a run leaves besides its checkpoint: metrics.json and loss.png."""
 
+import dataclasses
 import json
 import math
 import os
@@ -65,3 +66,29 @@ def plot_losses(metrics: dict, path, title: str = "", floor: float | None = None
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+def write_reports(run, raw, metrics, tokens_per_step, device, autocast_dtype, step, last_saved, threads=None):
+    """metrics.json (the run's settings, figures and losses) and loss.png, into the run's folder."""
+    timing = metrics["timing"]
+    train_time = timing["train_steps"]
+    steps_here = len(metrics["train"])
+    corpus, config = run.corpus, run.config
+    summary = dict(
+        preset=run.preset_name, impl=run.impl, data=corpus.description, tokenizer=corpus.tokenizer.kind,
+        vocab_size=config.vocab_size, train_tokens=len(corpus.train), val_tokens=len(corpus.val),
+        best_possible_loss=corpus.entropy,
+        config=dataclasses.asdict(config), settings=dataclasses.asdict(run.settings),
+        parameters=raw.num_params() if hasattr(raw, "num_params") else sum(p.numel() for p in raw.parameters()),
+        device=device, dtype=str(autocast_dtype or "float32").replace("torch.", ""), threads=threads,
+        world_size=run.dist.world_size, compile=run.args.compile,
+        steps=step, tokens_per_step=tokens_per_step, checkpoint_step=last_saved,
+        final=metrics["eval"][-1] if metrics["eval"] else None,
+        tokens_per_second=(steps_here * tokens_per_step / timing["wall"]) if timing["wall"] else None,
+        train_step_tokens_per_second=(steps_here * tokens_per_step / train_time) if train_time else None,
+        overhead=((timing["wall"] - train_time) / train_time) if train_time else None,
+        timing=timing, eval=metrics["eval"], train=metrics["train"],
+    )
+    write_json(summary, run.out / "metrics.json")
+    plot_losses(metrics, run.out / "loss.png", title=f"{run.preset_name} ({run.impl}), {summary['parameters']:,} parameters",
+                floor=corpus.entropy)

@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (needs a C++ compiler on CPU)")
     parser.add_argument("--out", default=None, help="output directory (default runs/<preset>)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    parser.add_argument("--threads", type=threads_flag, default=argparse.SUPPRESS, metavar="N",
+                        help="torch's threads per operation (default: 1 for small models, else the faster of 1 and "
+                             "all cores, measured at the start; a resumed run keeps its count; 0: torch's default)")
     model = parser.add_argument_group("model (GPTConfig fields)")
     for field in config_fields():
         _add_field_flag(model, field, None)
@@ -112,8 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     args, model_flags, setting_flags = parse_args(argv)
     from grader.training.run import Run
 
-    return exit_status(Run(args, model_flags, setting_flags).start, getattr(args, "impl", None),
+    return exit_status(lambda: Run(args, model_flags, setting_flags).start(), getattr(args, "impl", None),
                        (TrainError, DataError, CheckpointError))
+
+
+def threads_flag(text: str) -> int:
+    from grader import threads
+
+    try:
+        return threads.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--threads ")) from None
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@
   test times out in the learner's code, the tests that would run the same hanging code (those of
   the exercise whose file hung and of the exercises that depend on it) are not run but reported
   as timed out, so an infinite loop costs one time limit, not one per test.
+- `--kata-threads N` (default 1): torch's threads per operation while the tests run.
+- What pytest prints (grader/plugin/terminal.py): a learner's file that does not import is one
+  block at the end, not a traceback per test; the TODOs reached; the swaps in force.
 - `--kata-skip-untouched` (the grader's overview sets it): the tests of an exercise whose file is
   still byte for byte the fresh skeleton are reported not started without running. Not-started
   reports are built without formatting a traceback (that cost ~40 ms a test).
@@ -32,6 +35,7 @@ from .collector import Collector
 from .learner import (
     exercise_of, import_crash, is_timeout, learner_dir, learner_site, not_started_message, timeout_of,
 )
+from .terminal import Terminal
 
 IMPLS = ("exercises", "solutions")
 END_TO_END_TIMEOUT = 300  # seconds at least, with --kata-timeout, for the end-to-end test (it trains a model)
@@ -50,6 +54,11 @@ def pytest_addoption(parser):
              "that would run the same hanging code are reported as timed out without running",
     )
     group.addoption(
+        "--kata-threads", type=int, default=1, metavar="N",
+        help="torch's threads per operation while the kata's tests run (default 1: their tensors are tiny, and on "
+             "a busy machine extra threads only wait; 0: torch's default)",
+    )
+    group.addoption(
         "--kata-skip-untouched", action="store_true",
         help="report the tests of an exercise whose file is still the fresh skeleton as not started, without "
              "running them, when the run has the exercises it depends on (the grader's fast path: each such "
@@ -63,6 +72,7 @@ def pytest_configure(config):
     collector = Collector(config.getoption("impl"))
     config.pluginmanager.register(collector, "kata-collector")
     config._kata_collector = collector
+    config.pluginmanager.register(Terminal(config, collector), "kata-terminal")
 
 
 class NotRun(Exception):

@@ -91,14 +91,6 @@ class Collector:
         self.modules = module_checks(session.config, {r["exercise"] for r in self.results.values()})
 
     def pytest_terminal_summary(self, terminalreporter, config):
-        todos = sorted({r["message"] for r in self.results.values() if r["outcome"] == "not_started"})
-        if todos:
-            terminalreporter.section("not started")
-            shown = todos[:8]
-            for todo in shown:
-                terminalreporter.line(todo)
-            if len(todos) > len(shown):
-                terminalreporter.line(f"... and {len(todos) - len(shown)} more")
         path = config.getoption("kata_report")
         if path:
             Path(path).write_text(json.dumps(self.report(), indent=1), encoding="utf-8")

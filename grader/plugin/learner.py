@@ -49,7 +49,7 @@ def import_crash(excinfo, folder: Path) -> dict | None:
     """{file, line, error} if excinfo is a learner module failing to import (syntax error or top-level crash)."""
     error = excinfo.value
     if isinstance(error, SyntaxError) and error.filename and _in(folder, error.filename):
-        return dict(file=_relative(folder, error.filename), line=error.lineno, error=error.msg)
+        return dict(file=_relative(folder, error.filename), line=error.lineno, error=f"{type(error).__name__}: {error.msg}")
     frames = [(frame.f_code, lineno) for frame, lineno in traceback.walk_tb(excinfo.tb)]
     module_frames = [i for i, (code, _) in enumerate(frames) if code.co_name == "<module>" and _in(folder, code.co_filename)]
     if not module_frames:

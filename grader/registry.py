@@ -188,13 +188,19 @@ def for_module(module: str) -> Exercise:
     return BY_NAME[module]
 
 
-def dependencies(ex: Exercise) -> list[Exercise]:
-    """Every exercise ex needs, directly or not, in course order."""
+def dependencies(ex: Exercise, swapped=()) -> list[Exercise]:
+    """Every exercise whose learner code ex runs, directly or not, in course order.
+
+    swapped: exercises whose reference stands in (grader/swaps.py). A swapped module brings the
+    reference's own modules with it, so the search stops there: it is listed, its own
+    dependencies are not (unless another path reaches them).
+    """
     seen: set[str] = set()
     stack = list(ex.depends)
     while stack:
         dep = stack.pop()
         if dep not in seen:
             seen.add(dep)
-            stack.extend(BY_ID[dep].depends)
+            if BY_ID[dep] not in swapped:
+                stack.extend(BY_ID[dep].depends)
     return [e for e in EXERCISES if e.id in seen]

@@ -26,6 +26,15 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _threads(text: str) -> int:
+    from .. import threads
+
+    try:
+        return threads.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--threads ")) from None
+
+
 def build_parser(prog: str, doc: str) -> Parser:
     common = Parser(add_help=False, prog=prog)
     common.add_argument("--impl", choices=IMPLS, default=argparse.SUPPRESS,
@@ -61,6 +70,8 @@ def build_parser(prog: str, doc: str) -> Parser:
     watch = command("watch", "re-run the current exercise whenever a file in exercises/ is saved")
     watch.add_argument("exercise", nargs="?", help="start here instead of at the first one left to do")
     watch.add_argument("--poll", action="store_true", help="check files every second instead of using watchdog")
+    watch.add_argument("--threads", type=_threads, default=1, metavar="N",
+                       help="torch's threads per operation while the tests run (default 1; 0: torch's default)")
     command("reset", "a fresh exercise file; yours is saved to .kata/backups/ first").add_argument("exercise")
     solution = command("solution", "show the reference once your version passes")
     solution.add_argument("exercise")

@@ -33,7 +33,7 @@ import pytest
 
 from .collector import Collector
 from .learner import (
-    exercise_of, import_crash, is_timeout, learner_dir, learner_site, not_started_message, timeout_of,
+    active_swaps, exercise_of, import_crash, is_timeout, learner_dir, learner_site, not_started_message, timeout_of,
 )
 from .terminal import Terminal
 
@@ -59,17 +59,17 @@ def pytest_addoption(parser):
              "a busy machine extra threads only wait; 0: torch's default)",
     )
     group.addoption(
-        "--kata-skip-untouched", action="store_true",
+        "--kata-skip-untouched", nargs="?", const="all", default=None, metavar="IDS",
         help="report the tests of an exercise whose file is still the fresh skeleton as not started, without "
              "running them, when the run has the exercises it depends on (the grader's fast path: each such "
-             "test would stop at a TODO of the file)",
+             "test would stop at a TODO of the file); IDS (01,02) limits this to those exercises",
     )
 
 
 def pytest_configure(config):
     os.environ["KATA_IMPL"] = config.getoption("impl")
     config.addinivalue_line("markers", "hf: needs the transformers library (slow to import)")
-    collector = Collector(config.getoption("impl"))
+    collector = Collector(config.getoption("impl"), active_swaps(config))
     config.pluginmanager.register(collector, "kata-collector")
     config._kata_collector = collector
     config.pluginmanager.register(Terminal(config, collector), "kata-terminal")
@@ -100,13 +100,18 @@ def untouched_todo(config, ex) -> str | None:
 def pytest_collection_modifyitems(config, items):
     from ..registry import BY_ID, dependencies
 
-    if config.getoption("kata_skip_untouched") and config.getoption("impl") == "exercises":
+    skip = config.getoption("kata_skip_untouched")
+    if skip and config.getoption("impl") == "exercises":
+        allowed = None if skip == "all" else set(skip.split(","))
+        swapped = active_swaps(config)
         # only where the run also has every dependency, whose state tells "not started" from "blocked"
         present = {exercise_of(str(item.path)) for item in items}
         todos = {}
         for item in items:
             ex = BY_ID.get(exercise_of(str(item.path)) or "")
-            if ex is not None and ex.has_module and all(d.id in present for d in dependencies(ex)):
+            if ex is None or not ex.has_module or (allowed is not None and ex.id not in allowed):
+                continue
+            if all(d.id in present for d in dependencies(ex, swapped)):
                 if ex.id not in todos:
                     todos[ex.id] = untouched_todo(config, ex)
                 item._kata_untouched = todos[ex.id]

@@ -24,8 +24,9 @@ def crash_message(report) -> str:
 class Collector:
     """Records one result per test (and per broken test file) as plain dicts."""
 
-    def __init__(self, impl=None):
+    def __init__(self, impl=None, swapped=()):
         self.impl = impl
+        self.swapped = list(swapped)  # swapped exercises: their reference runs, so a hang there is not theirs
         self.results: dict[str, dict] = {}
         self.modules: dict[str, dict] = {}
         self.hung: dict[str, tuple] = {}  # exercise id whose code hung -> (site, test name)
@@ -54,7 +55,7 @@ class Collector:
         ex = BY_ID.get(exercise or "")
         if ex is None:
             return None
-        for candidate in [ex, *dependencies(ex)]:
+        for candidate in [ex, *dependencies(ex, self.swapped)]:
             if candidate.id in self.hung:
                 site, test_name = self.hung[candidate.id]
                 return (f"not run: {site['file']}, line {site['line']} timed out in {test_name}", site)

@@ -91,3 +91,15 @@ def timeout_of(item) -> float | None:
         return float(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+
+
+def active_swaps(config) -> list:
+    """The swapped exercises of the project under test (none for --impl solutions or a malformed file)."""
+    from ..swaps import SwapFileError, read
+
+    if config.getoption("impl") != "exercises":
+        return []
+    try:
+        return read(Path(config.rootpath) / "swaps.txt")
+    except SwapFileError:
+        return []  # every test that imports exercises/ crashes, and grader/plugin/terminal.py says why

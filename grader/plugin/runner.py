@@ -68,11 +68,14 @@ class _Grab:
 
 
 def run_tests(project: Project, exercises: list[Exercise], impl: str = "exercises",
-              timeout: float = DEFAULT_TIMEOUT, skip_untouched: bool = False) -> dict:
+              timeout: float = DEFAULT_TIMEOUT, skip_untouched=False, threads: int = 1) -> dict:
     """Run the test files of these exercises (those that exist) in one pytest session; the kata report.
 
     skip_untouched: report the tests of an exercise whose file is still the fresh skeleton as not started
-    without running them (the overview's fast path; `check` and `watch` run them to show each TODO hit).
+    without running them (the overview's fast path); True for every exercise, or a collection of the
+    exercises this may apply to (`check` and `watch` run the exercise itself to show each TODO hit, and
+    only its dependencies may take the fast path).
+    threads: torch's threads per operation during the tests (--kata-threads).
     """
     files = [project.test_file(ex) for ex in exercises if project.test_file(ex).is_file()]
     if not files:
@@ -80,7 +83,7 @@ def run_tests(project: Project, exercises: list[Exercise], impl: str = "exercise
     args = [
         *map(str, files),
         f"--rootdir={project.root}", "-c", str(project.root / "pyproject.toml"),
-        f"--impl={impl}", f"--kata-timeout={timeout:g}", *(["--kata-skip-untouched"] if skip_untouched else []),
+        f"--impl={impl}", f"--kata-timeout={timeout:g}", f"--kata-threads={threads}", *skip_option(skip_untouched),
         "-q", "--no-header", "--no-summary", "--color=no", "-p", "no:randomly", "-p", "no:cacheprovider",
     ]
     grab = _Grab()
@@ -95,3 +98,10 @@ def run_tests(project: Project, exercises: list[Exercise], impl: str = "exercise
         last = [line for line in output.getvalue().splitlines() if line.strip()][-1:] or ["no output"]
         raise KataError(f"pytest could not run the tests ({last[0].strip()}).")
     return result
+
+
+def skip_option(skip_untouched) -> list[str]:
+    if skip_untouched is True:
+        return ["--kata-skip-untouched"]
+    ids = sorted(ex.id if isinstance(ex, Exercise) else str(ex) for ex in (skip_untouched or ()))
+    return [f"--kata-skip-untouched={','.join(ids)}"] if ids else []

@@ -12,23 +12,9 @@
 
 import sys
 
-from .learner import exercise_of
+from .learner import active_swaps, exercise_of
 
 CRASHED = "crashed"
-
-
-def active_swaps(config) -> list:
-    """The swapped exercises of the project under test (none for --impl solutions or a malformed file)."""
-    from pathlib import Path
-
-    from ..swaps import SwapFileError, read
-
-    if config.getoption("impl") != "exercises":
-        return []
-    try:
-        return read(Path(config.rootpath) / "swaps.txt")
-    except SwapFileError:
-        return []  # the crash block says what is wrong with it
 
 
 def swaps_line(swapped) -> str:

@@ -55,14 +55,30 @@ def teaching(message: str, status: Status | None = None) -> str:
     return text
 
 
-def short(message: str, width: int, lines: int = 2, status: Status | None = None) -> list[str]:
-    """The message in at most `lines` lines of `width` characters (the end replaced by '…')."""
+def short(message: str, width: int, lines: int = 2, status: Status | None = None, cause: str | None = None
+          ) -> list[str]:
+    """The message wrapped to `width`, in at most `lines` lines (the end replaced by '…') — except its cause.
+
+    cause: the mistake the message leads with (tests/harness.py puts it first); it is never cut, however
+    many lines it takes, and the rest of the message (the call, the numbers) gets one line after it.
+    """
     text = " ".join(teaching(message, status).split())
-    wrapped = textwrap.wrap(text, max(width, 20)) or [""]
-    if len(wrapped) > lines:
-        wrapped = wrapped[:lines]
-        wrapped[-1] = wrapped[-1][: max(width - 2, 10)].rstrip() + " …"
-    return wrapped
+    width = max(width, 20)
+    lead, rest = "", text
+    if cause:
+        cause = " ".join(cause.split())
+        at = text.find(cause.rstrip("."))
+        if at >= 0:
+            end = at + len(cause.rstrip("."))
+            end = end + 1 if text[end:end + 1] == "." else end
+            lead, rest = text[:end], text[end:].strip()
+    kept = textwrap.wrap(lead, width)
+    more = textwrap.wrap(rest, width)
+    room = max(lines - len(kept), 1 if kept else lines)
+    if len(more) > room:
+        more = more[:room]
+        more[-1] = more[-1][: max(width - 2, 10)].rstrip() + " …"
+    return (kept + more) or [""]
 
 
 def next_command(status: Status) -> str:

@@ -50,8 +50,14 @@ def summary(progress: Progress, con: Console) -> None:
     if given_up:
         facts.append(f"{given_up} given up (no points)")
     percent = f"{progress.percent:.0f} %"
-    con.print(Text(bar(progress.percent, 30, _unicode(con)), style="green"), Text(percent, style="bold"),
-              Text("  " + " · ".join(facts) if _unicode(con) else "  " + "; ".join(facts)))
+    line = Text.assemble((bar(progress.percent, 30, _unicode(con)), "green"), " ", (percent, "bold"))
+    said = " · ".join(facts) if _unicode(con) else "; ".join(facts)
+    if len(line) + 2 + len(said) <= con.width:
+        line.append("  " + said)
+        con.print(line)
+    else:  # a narrow terminal: the facts on their own line
+        con.print(line)
+        con.print(said)
     con.print()
     upcoming = progress.next
     if upcoming is None:
@@ -61,10 +67,16 @@ def summary(progress: Progress, con: Console) -> None:
         return
     ex = upcoming.exercise
     con.print(Text(f"next: {ex.label}", style="bold"), Text(f"— {ex.title}"))
-    con.print(f"  run: {next_command(upcoming)}   (or `python -m grader watch`; stuck? `python -m grader hint {ex.id}`)")
+    run, more = f"  run: {next_command(upcoming)}", f"(or `python -m grader watch`; stuck? `python -m grader hint {ex.id}`)"
+    if len(run) + 3 + len(more) <= con.width:
+        con.print(f"{run}   {more}")
+    else:
+        con.print(run)
+        con.print(f"       {more}")
     if upcoming.state in ("not started", "in progress") and upcoming.message:
-        for line in short(upcoming.message, con.width - 14, 2, upcoming):
-            con.print(Text("  first TODO: " + line if line is not None else ""), style="dim")
+        lead = "  first TODO: "
+        for i, line in enumerate(short(upcoming.message, con.width - len(lead), 2, upcoming)):
+            con.print(Text((lead if i == 0 else " " * len(lead)) + line), style="dim")
 
 
 def messages(progress: Progress, con: Console) -> None:
@@ -76,7 +88,7 @@ def messages(progress: Progress, con: Console) -> None:
     con.print()
     for s in trouble:
         lead = f"{s.exercise.label}:"
-        lines = short(s.message, con.width - len(lead) - 2, 2, s)
+        lines = short(s.message, con.width - len(lead) - 2, 2, s, cause=s.cause)
         con.print(Text(lead, style=STYLES.get(s.state, "")), Text(lines[0]))
         for line in lines[1:]:
             con.print(" " * len(lead), Text(line))

@@ -231,14 +231,27 @@ def test_corrupt_swap_file_exits_2_and_is_left_as_it_was(capsys, fake, content, 
     assert fake.snapshot() == before and not (tmp_path / "results.json").exists()
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"hints": {"03": -1}}', '{"hints": {"42": 1}}', "[]",
-                                     '{"gave_up": {"01": 5}}'])
-@pytest.mark.parametrize("argv", [[], ["hint", "03"], ["solution", "01", "--give-up"]])
-def test_corrupt_state_file_exits_2_and_is_left_as_it_was(capsys, fake, content, argv):
+CORRUPT_STATES = ["{not json", '{"hints": {"03": -1}}', '{"hints": {"42": 1}}', "[]", '{"gave_up": {"01": 5}}']
+
+
+@pytest.mark.parametrize("content", CORRUPT_STATES)
+@pytest.mark.parametrize("argv", [[], ["list"], ["check", "01"], ["hint", "03"]])
+def test_a_corrupt_state_file_is_reported_once_ignored_and_left_as_it_was(capsys, fake, content, argv):
     (fake.root / ".kata").mkdir()
     (fake.root / ".kata" / "state.json").write_text(content)
     before = fake.snapshot()
     code, out, err = run(capsys, fake, *argv)
+    assert code in (0, 1) and ".kata/state.json is not valid" in err and len(err.strip().splitlines()) == 1
+    assert out.strip(), "the command still shows what it shows"
+    assert fake.snapshot() == before
+
+
+@pytest.mark.parametrize("content", CORRUPT_STATES)
+def test_giving_up_with_a_corrupt_state_file_exits_2_and_records_nothing(capsys, fake, content):
+    (fake.root / ".kata").mkdir()
+    (fake.root / ".kata" / "state.json").write_text(content)
+    before = fake.snapshot()
+    code, out, err = run(capsys, fake, "solution", "01", "--give-up")
     assert code == 2 and ".kata/state.json is not valid" in err and len(err.strip().splitlines()) == 1
     assert fake.snapshot() == before
 

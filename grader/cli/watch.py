@@ -1,4 +1,4 @@
-"""python -m grader watch: re-run the current exercise's tests whenever a file in exercises/ is saved.
+"""python -m grader watch: re-run the current exercise's tests whenever you save a file in exercises/.
 
 Like `rustlings watch`: it starts at the first exercise that is neither passed nor
 swapped, redraws that exercise's result after every save, and takes single keys:
@@ -6,10 +6,13 @@ swapped, redraws that exercise's result after every save, and takes single keys:
     h  one more hint        n  the next exercise left to do      l  the whole list
     r  run again            q  quit (Ctrl-C too)
 
-Files are watched with watchdog; without it (or with --poll) the folder is checked
-every second. Without a terminal there are no keys: it says so, and Ctrl-C stops it.
-The tests run in this process (grader/runner.py), so a run costs the tests, not a
-fresh import of torch.
+Only a save wakes it (grader/cli/changes.py): a change of the content of exercises/*.py
+or swaps.txt, never a read; what a key prints stays on screen until the next save. Each
+run is a fresh fork of this warm process (grader/plugin/isolated.py): torch and pytest are
+imported once, each run imports your files as saved, and a crash, hang or sys.exit in a
+run is reported without stopping the watch. Dependencies' results are kept while their
+files do not change (grader/cli/verdicts.py). Without a terminal there are no keys: it
+says so, and Ctrl-C stops it.
 """
 
 import os
@@ -21,33 +24,36 @@ import time
 from rich.text import Text
 
 from .. import state, swaps
-from ..plugin.runner import DEFAULT_TIMEOUT, run_tests
-from ..progress import compute, fully_swapped
-from ..project import KataError, Project
+from ..plugin.isolated import warm_up
+from ..plugin.runner import DEFAULT_TIMEOUT
+from ..progress import fully_swapped
+from ..project import Project
 from ..registry import EXERCISES, Exercise
 from ..screens import overview
 from ..screens.exercise import exercise as exercise_screen, show_hints
+from .changes import POLL_SECONDS, Changes
+from .verdicts import Verdicts
 
 KEYS = "[h]int  [n]ext  [l]ist  [r]un again  [q]uit"
-POLL_SECONDS = 1.0
-QUIET_SECONDS = 0.3  # editors write a file in several steps: wait for this much quiet before running
+TICK = 0.05  # seconds between looks at the keys and the files
 
 
 class Watch:
     def __init__(self, project: Project, con, impl="exercises", timeout=None, poll=False, start: Exercise = None,
-                 keys=None, tick=None):
+                 keys=None, tick=None, threads: int = 1):
         """keys: a queue.Queue of key strings to use instead of the terminal (tests);
         tick: called with the Watch once per loop turn (tests drive it with this)."""
         self.project, self.con, self.impl = project, con, impl
-        self.timeout = timeout or DEFAULT_TIMEOUT
-        self.poll, self.start, self.keys, self.tick = poll, start, keys, tick
+        self.start, self.keys, self.tick = start, keys, tick
+        self.changes = Changes(project, poll=poll)
+        self.verdicts = Verdicts(project, self.changes, impl, timeout or DEFAULT_TIMEOUT, threads)
         self.current: Exercise | None = None
         self.status = None
-        self.runs = 0
-        self.events: queue.Queue = queue.Queue()
+        self.runs = 0  # test runs started (a run of nothing, every verdict kept, is not counted)
+        self.last_seconds = 0.0
+        self.later: list[str] = []  # keys pressed during a run
+        self.crashed = False  # the last run ended without a report
         self.stopped = False
-        self.observer = None
-        self.snapshot = {}
 
     # --- running --------------------------------------------------------------------------
 
@@ -58,33 +64,44 @@ class Watch:
             self.say(f"{error} (treating nothing as swapped until it is fixed)", "red")
             return []
 
-    def check(self, ex: Exercise):
-        self.runs += 1
-        swapped = self.swapped()
-        if fully_swapped(ex, swapped):
-            return compute(self.project, {"impl": self.impl}, swapped, {}, [ex]).of(ex)
-        result = run_tests(self.project, [ex], impl=self.impl, timeout=self.timeout)
-        return compute(self.project, result, swapped, self.gave_up(), [ex]).of(ex)
-
     def gave_up(self) -> dict:
-        try:
-            return state.load(self.project).gave_up
-        except KataError:  # a malformed state file: the command said so at start; do not stop watching
-            return {}
+        return state.read(self.project)[0].gave_up if self.impl == "exercises" else {}
+
+    def progress(self, exercises, overview=False, rerun=None):
+        """Run what these exercises' states need (in a fork); their progress, or None if it was stopped."""
+        swapped = self.swapped()
+        running = self.verdicts.start(exercises, swapped, overview=overview, rerun=rerun)
+        if running is not None:
+            self.runs += 1
+            while not running.done():
+                key = self.read_key(TICK, during_run=True)
+                if key == "q":
+                    running.kill()
+                    self.stopped = True
+                    return None
+                if key:
+                    self.later.append(key)  # handled once the run is done
+        progress, crash = self.verdicts.finish(running, self.gave_up())
+        self.crashed = bool(crash)
+        if crash:
+            self.say(f"{crash[0].upper()}{crash[1:]}. Fix what the last save changed and save again; the watch "
+                     f"goes on.", "bold red")
+            return None
+        self.last_seconds = running.seconds if running is not None else 0.0
+        return progress
+
+    def check(self, ex: Exercise):
+        progress = self.progress([ex])
+        return progress.of(ex) if progress is not None else None
 
     def first_left(self, after: Exercise | None = None) -> Exercise | None:
-        """Run exercises in course order (after `after`) until one is neither passed nor swapped."""
-        swapped = self.swapped()
-        candidates = [ex for ex in EXERCISES if not fully_swapped(ex, swapped)]
-        if after is not None:
-            candidates = [ex for ex in candidates if ex.id > after.id]
-        for ex in candidates:
-            if not self.project.test_file(ex).is_file():
-                continue
-            self.say(f"checking {ex.label} ...", "dim")
-            status = self.check(ex)
-            if status.state != "passed":
-                self.status = status
+        """The first exercise (after `after`) that is neither passed nor swapped."""
+        progress = self.progress(list(EXERCISES), overview=True)
+        if progress is None:
+            return None
+        for status in progress.statuses:
+            ex = status.exercise
+            if (after is None or ex.id > after.id) and status.state not in ("passed", "swapped", "no tests"):
                 return ex
         return None
 
@@ -93,34 +110,42 @@ class Watch:
             self.con.clear()
         if self.current is None:
             self.say("Every exercise passes (or is swapped). Well done!", "green")
-        else:
+        elif self.status is not None:
             exercise_screen(self.status, self.con)
             if self.status.state == "passed":
                 self.say(f"{self.current.label} passes! Press n for the next exercise.", "bold green")
+            self.say(f"({self.status.total} tests, {self.last_seconds:.2f} s, {time.strftime('%H:%M:%S')})", "dim")
         self.con.print()
         self.say(f"watching exercises/ — {KEYS}" if self.interactive else
                  "watching exercises/ — no terminal, so no keys: Ctrl-C to stop", "dim")
 
-    def rerun(self) -> None:
+    def rerun(self, force=False) -> None:
+        if self.current is None and self.crashed:  # the first look at the exercises crashed: look again
+            self.current = self.start or self.first_left()
+            if self.crashed:
+                return
         if self.current is not None:
-            self.status = self.check(self.current)
+            status = self.progress([self.current], rerun=self.current if force else None)
+            if status is None:
+                return
+            self.status = status.of(self.current)
         self.show()
 
     def go_next(self) -> None:
         upcoming = self.first_left(after=self.current)
         if upcoming is None:
-            self.say("No exercise after this one is left to do; keep going here or press l for the list.", "yellow")
+            if not self.stopped:
+                self.say("No exercise after this one is left to do; keep going here or press l for the list.",
+                         "yellow")
             return
         self.current = upcoming
-        self.show()
+        self.rerun()
 
     def show_list(self) -> None:
-        swapped = self.swapped()
-        run = [ex for ex in EXERCISES if not fully_swapped(ex, swapped)]
         self.say("running every exercise ...", "dim")
-        result = run_tests(self.project, run, impl=self.impl, timeout=self.timeout, skip_untouched=True)
-        progress = compute(self.project, result,
-                           swapped, self.gave_up())
+        progress = self.progress(list(EXERCISES), overview=True)
+        if progress is None:
+            return
         if self.con.is_terminal:
             self.con.clear()
         overview.home(progress, self.con)
@@ -131,85 +156,26 @@ class Watch:
         ex = self.current
         if ex is None:
             return
-        try:
-            memory = state.load(self.project)
-        except KataError as error:
-            self.say(str(error), "red")
-            return
+        memory, problem = state.read(self.project)
         shown = memory.hints.get(ex.id, 0)
         count = min(shown + 1, len(ex.hints))
         self.con.print()
         show_hints(ex, count, previously=shown, con=self.con)
-        if count != shown:
+        if problem:
+            self.say(f"{problem} Hints are not remembered until it is fixed.", "yellow")
+        elif count != shown:
             memory.hints[ex.id] = count
             state.save(self.project, memory)
 
-    # --- files and keys ---------------------------------------------------------------------
-
-    def files(self) -> dict:
-        found = {}
-        for path in self.project.exercises.glob("*.py"):
-            try:
-                info = path.stat()
-            except OSError:
-                continue
-            found[path.name] = (info.st_mtime_ns, info.st_size)
-        return found
-
-    def start_watching(self) -> None:
-        self.snapshot = self.files()
-        if self.poll:
-            self.say(f"checking exercises/ every {POLL_SECONDS:g} s for saved files (--poll)", "dim")
-            return
-        try:
-            from watchdog.events import FileSystemEventHandler
-            from watchdog.observers import Observer
-
-            events = self.events
-
-            class Handler(FileSystemEventHandler):
-                def on_any_event(self, event):
-                    paths = [getattr(event, "src_path", ""), getattr(event, "dest_path", "")]
-                    if any(str(p).endswith(".py") and "__pycache__" not in str(p) for p in paths):
-                        events.put(time.monotonic())
-
-            self.observer = Observer()
-            self.observer.schedule(Handler(), str(self.project.exercises), recursive=False)
-            self.observer.start()
-        except Exception as error:  # no watchdog, or the system's watcher refused (inotify limits, ...)
-            self.observer = None
-            self.poll = True
-            self.say(f"No file watcher available ({type(error).__name__}: {error}); checking exercises/ every "
-                     f"{POLL_SECONDS:g} s instead.", "yellow")
-
-    def changed(self) -> bool:
-        """True once files in exercises/ changed and then stayed quiet for QUIET_SECONDS."""
-        if self.poll:
-            now = self.files()
-            if now == self.snapshot:
-                return False
-            while True:  # wait for the writes to settle
-                time.sleep(QUIET_SECONDS)
-                later = self.files()
-                if later == now:
-                    break
-                now = later
-            self.snapshot = now
-            return True
-        if self.events.empty():
-            return False
-        while True:
-            try:
-                while True:
-                    self.events.get(timeout=QUIET_SECONDS)
-            except queue.Empty:
-                return True
+    # --- keys -------------------------------------------------------------------------------
 
     @property
     def interactive(self) -> bool:
         return self.keys is not None or (sys.stdin.isatty() and self.con.is_terminal)
 
-    def read_key(self, seconds: float) -> str | None:
+    def read_key(self, seconds: float, during_run: bool = False) -> str | None:
+        if self.later and not during_run:
+            return self.later.pop(0)
         if self.keys is not None:
             try:
                 return self.keys.get(timeout=seconds)
@@ -229,6 +195,24 @@ class Watch:
     def say(self, text: str, style: str = "") -> None:
         self.con.print(Text(text, style=style))
 
+    def begin(self) -> None:
+        if self.keys is None and not self.interactive:
+            self.say("No terminal: keys are off (Ctrl-C stops watching).", "yellow")
+        if not self.changes.start():
+            why = f"No file watcher available ({self.changes.error}); c" if self.changes.error else "C"
+            self.say(f"{why}hecking exercises/ every {POLL_SECONDS:g} s for saved files.", "yellow" if
+                     self.changes.error else "dim")
+        self.say("loading torch and the tests ...", "dim")
+        swapped = self.swapped()
+        warm_up([self.project.test_file(ex) for ex in EXERCISES if not fully_swapped(ex, swapped)])
+        self.current = self.start or self.first_left()
+        if self.stopped or self.crashed:
+            return
+        if self.current is not None:
+            self.rerun()
+        else:
+            self.show()
+
     def run(self) -> int:
         terminal = None
         try:
@@ -238,21 +222,13 @@ class Watch:
 
                 terminal = termios.tcgetattr(sys.stdin.fileno())
                 tty.setcbreak(sys.stdin.fileno())
-            elif self.keys is None:
-                self.say("No terminal: keys are off (Ctrl-C stops watching).", "yellow")
-            self.start_watching()
-            if self.start is not None:
-                self.current = self.start
-                self.status = self.check(self.start)
-            else:
-                self.current = self.first_left()
-            self.show()
+            self.begin()
             while not self.stopped:
                 if self.tick is not None:
                     self.tick(self)
                     if self.stopped:
                         break
-                key = self.read_key(POLL_SECONDS if self.poll else 0.2)
+                key = self.read_key(TICK if not self.changes.poll else POLL_SECONDS)
                 if key == "q":
                     break
                 if key == "h":
@@ -262,15 +238,13 @@ class Watch:
                 elif key == "l":
                     self.show_list()
                 elif key == "r":
-                    self.rerun()
-                if self.changed():
+                    self.rerun(force=True)
+                if self.changes.saved():
                     self.rerun()
         except KeyboardInterrupt:
             pass
         finally:
-            if self.observer is not None:
-                self.observer.stop()
-                self.observer.join(timeout=2)
+            self.changes.stop()
             if terminal is not None:
                 import termios
 

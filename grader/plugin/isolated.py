@@ -1,0 +1,139 @@
+"""Run the tests in a fresh copy of a warm process: every run sees exactly the files as saved,
+and nothing a run does (a crash, a hang, sys.exit, os._exit, a module-level change) reaches
+the process that asked.
+
+`watch` imports torch, numpy, pytest (and transformers when the tests need it) once, and never
+runs a tensor operation itself. For each run it forks: the child inherits those imports
+(copy-on-write, a few milliseconds), imports the learner's modules fresh, runs the tests
+with grader/plugin/runner.py, writes the report to a file and exits; the parent reads the
+file. Where there is no fork (Windows) the tests run in this process (runner.py forgets and
+restores the project's modules around each run).
+
+    warm_up(test_files)                                 # once, before the first run
+    runner = IsolatedRun(project, exercises, ...)       # starts the child
+    runner.done() / runner.result() / runner.kill()
+"""
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+FORK = hasattr(os, "fork")
+
+
+def warm_up(test_files) -> None:
+    """Import what every run needs, so that a forked child starts warm. Runs no tensor operation."""
+    import numpy  # noqa: F401
+    import pytest  # noqa: F401
+    import torch
+
+    torch.set_num_threads(1)  # (an operation on several threads before fork could leave the child's pool broken)
+    for path in test_files:
+        try:
+            if "transformers" in Path(path).read_text(encoding="utf-8"):
+                import transformers  # noqa: F401
+
+                break
+        except (OSError, ImportError):
+            continue
+    for name in ("_pytest.python", "_pytest.runner", "_pytest.terminal", "_pytest.fixtures", "pytest_timeout",
+                 "grader.plugin", "grader.plugin.runner"):
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+
+
+class IsolatedRun:
+    """One run of run_tests(...) in a forked child (or, without fork, in this process at result())."""
+
+    def __init__(self, project, exercises, **options):
+        self.project, self.exercises, self.options = project, exercises, options
+        self.started = time.perf_counter()
+        self.pid = None
+        self.report = None
+        self.crash = None
+        if not FORK:
+            return
+        fd, name = tempfile.mkstemp(prefix="kata-run-", suffix=".json")
+        os.close(fd)
+        self.path = Path(name)
+        import warnings
+
+        with warnings.catch_warnings():  # Python 3.12+ warns that a threaded process forks: the child runs no thread
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.pid = os.fork()
+        if self.pid == 0:
+            self._child()
+
+    def _child(self):
+        code = 0
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C is the parent's to handle
+            from .runner import run_tests
+
+            report = run_tests(self.project, self.exercises, **self.options)
+            self.path.write_text(json.dumps(report), encoding="utf-8")
+        except BaseException:  # noqa: BLE001 — everything goes back to the parent as text
+            try:
+                self.path.write_text(json.dumps({"error": traceback.format_exc(limit=5)}), encoding="utf-8")
+            finally:
+                code = 1
+        finally:
+            sys.stdout.flush()
+            os._exit(code)
+
+    def done(self) -> bool:
+        """Whether the run has finished (a result is ready)."""
+        if self.pid is None or self.report is not None or self.crash is not None:
+            return True
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        if pid == 0:
+            return False
+        self._collect(status)
+        return True
+
+    def _collect(self, status):
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+        except (OSError, ValueError):
+            data = {}
+        finally:
+            self.path.unlink(missing_ok=True)
+        if "tests" in data:
+            self.report = data
+        elif "error" in data:
+            self.crash = f"the test run failed: {data['error'].strip().splitlines()[-1]}"
+        else:
+            how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+                   else f"exited with status {os.WEXITSTATUS(status)}")
+            self.crash = f"the test run {how} before it could report (a crash in native code, or os._exit)"
+
+    def result(self) -> tuple[dict | None, str | None]:
+        """(the kata report, None) or (None, a sentence saying how the run ended without one). Waits."""
+        if self.pid is None and self.report is None and self.crash is None:
+            from .runner import run_tests
+
+            self.report = run_tests(self.project, self.exercises, **self.options)
+        while not self.done():
+            time.sleep(0.01)
+        return self.report, self.crash
+
+    def kill(self) -> None:
+        if self.pid is not None and self.report is None and self.crash is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self.path.unlink(missing_ok=True)
+            self.crash = "stopped"
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started

@@ -12,6 +12,8 @@ from .learner import _in, exercise_of, learner_dir
 
 def crash_message(report) -> str:
     """The exception line (e.g. 'AssertionError: 03 attention: ...') of a failed report."""
+    if getattr(report, "kata_message", None):
+        return report.kata_message
     longrepr = report.longrepr
     crash = getattr(longrepr, "reprcrash", None)
     if crash is not None:

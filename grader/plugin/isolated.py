@@ -14,6 +14,7 @@ restores the project's modules around each run).
     runner.done() / runner.result() / runner.kill()
 """
 
+import importlib
 import json
 import os
 import signal
@@ -27,26 +28,51 @@ FORK = hasattr(os, "fork")
 
 
 def warm_up(test_files) -> None:
-    """Import what every run needs, so that a forked child starts warm. Runs no tensor operation."""
+    """Import what the runs will need, so that a forked child starts warm: torch, pytest, and every
+    library module the test files import anywhere (transformers' models inside a test, tiktoken, ...).
+    Runs no tensor operation."""
+    import gc
+
     import numpy  # noqa: F401
     import pytest  # noqa: F401
     import torch
 
     torch.set_num_threads(1)  # (an operation on several threads before fork could leave the child's pool broken)
+    modules = {name: () for name in ("_pytest.python", "_pytest.runner", "_pytest.terminal", "_pytest.fixtures",
+                                     "pytest_timeout", "grader.plugin", "grader.plugin.runner")}
+    modules.update(library_imports(test_files))
+    for name, attributes in sorted(modules.items()):
+        try:
+            module = importlib.import_module(name)
+            for attribute in attributes:  # transformers loads a model's code when its class is first asked for
+                getattr(module, attribute, None)
+        except Exception:  # noqa: BLE001 — a module that does not import here will not in the test either
+            pass
+    gc.collect()
+    gc.freeze()  # what is loaded now is never scanned by a child's garbage collector (seconds, with torch loaded)
+
+
+LOCAL = ("exercises", "solutions", "harness", "grader", "data", "tests", "conftest")
+
+
+def library_imports(test_files) -> dict[str, set[str]]:
+    """{module: the names imported from it} for what the test files import, at the top or inside a test,
+    that is not the project's own."""
+    import ast
+
+    found: dict[str, set[str]] = {}
     for path in test_files:
         try:
-            if "transformers" in Path(path).read_text(encoding="utf-8"):
-                import transformers  # noqa: F401
-
-                break
-        except (OSError, ImportError):
+            tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError):
             continue
-    for name in ("_pytest.python", "_pytest.runner", "_pytest.terminal", "_pytest.fixtures", "pytest_timeout",
-                 "grader.plugin", "grader.plugin.runner"):
-        try:
-            __import__(name)
-        except ImportError:
-            pass
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    found.setdefault(alias.name, set())
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.setdefault(node.module, set()).update(alias.name for alias in node.names)
+    return {name: names for name, names in found.items() if name.split(".")[0] not in LOCAL}
 
 
 class IsolatedRun:
@@ -77,7 +103,7 @@ class IsolatedRun:
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C is the parent's to handle
             from .runner import run_tests
 
-            report = run_tests(self.project, self.exercises, **self.options)
+            report = run_tests(self.project, self.exercises, fresh=False, **self.options)
             self.path.write_text(json.dumps(report), encoding="utf-8")
         except BaseException:  # noqa: BLE001 — everything goes back to the parent as text
             try:

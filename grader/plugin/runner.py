@@ -57,6 +57,20 @@ def fresh_imports(project: Project):
             os.environ["KATA_IMPL"] = saved_impl
 
 
+@contextlib.contextmanager
+def no_plugin_autoload():
+    """pytest without loading every installed plugin's entry point (a scan of all installed packages)."""
+    saved = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+        else:
+            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = saved
+
+
 class _Grab:
     """A plugin that keeps the session's config, whose kata collector holds the results."""
 
@@ -68,7 +82,7 @@ class _Grab:
 
 
 def run_tests(project: Project, exercises: list[Exercise], impl: str = "exercises",
-              timeout: float = DEFAULT_TIMEOUT, skip_untouched=False, threads: int = 1) -> dict:
+              timeout: float = DEFAULT_TIMEOUT, skip_untouched=False, threads: int = 1, fresh: bool = True) -> dict:
     """Run the test files of these exercises (those that exist) in one pytest session; the kata report.
 
     skip_untouched: report the tests of an exercise whose file is still the fresh skeleton as not started
@@ -76,6 +90,8 @@ def run_tests(project: Project, exercises: list[Exercise], impl: str = "exercise
     exercises this may apply to (`check` and `watch` run the exercise itself to show each TODO hit, and
     only its dependencies may take the fast path).
     threads: torch's threads per operation during the tests (--kata-threads).
+    fresh: forget the project's modules for the run and restore them after (False in a forked child,
+        grader/plugin/isolated.py, which has never imported them and ends with the run).
     """
     files = [project.test_file(ex) for ex in exercises if project.test_file(ex).is_file()]
     if not files:
@@ -84,11 +100,13 @@ def run_tests(project: Project, exercises: list[Exercise], impl: str = "exercise
         *map(str, files),
         f"--rootdir={project.root}", "-c", str(project.root / "pyproject.toml"),
         f"--impl={impl}", f"--kata-timeout={timeout:g}", f"--kata-threads={threads}", *skip_option(skip_untouched),
-        "-q", "--no-header", "--no-summary", "--color=no", "-p", "no:randomly", "-p", "no:cacheprovider",
+        "-q", "--no-header", "--no-summary", "--color=no", "-p", "no:cacheprovider",
+        "-p", "pytest_timeout",  # the one installed plugin the kata needs: no scan of every installed package
     ]
     grab = _Grab()
     output = io.StringIO()
-    with fresh_imports(project), contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+    with fresh_imports(project) if fresh else contextlib.nullcontext(), contextlib.redirect_stdout(output), \
+            contextlib.redirect_stderr(output), no_plugin_autoload():
         code = pytest.main(args, plugins=[grab])
         collector = getattr(grab.config, "_kata_collector", None)
         result = collector.report() if collector is not None else None

@@ -71,9 +71,9 @@ def valid_unicode(text: str) -> str:
 
 def special_alternation(special_tokens) -> str:
     """A regex that matches any of the special tokens, the longest where two start at one place: "(<\\|a\\|>|...)"."""
-    # TODO: regex.escape each special token ("|" is special in a regex), the longest first (the regex
-    #       takes the first alternative that matches), joined with "|", in one capturing group "(...)"
-    raise NotImplementedError("11 bpe: special_alternation — regex.escape each special token (\"|\" is special in a regex), the longest first (the regex")
+    # TODO: the special tokens, longest first, each regex.escape'd, joined by "|", in a group "(...)"
+    #       (a regex takes the first alternative that matches; "|" itself must be escaped)
+    raise NotImplementedError("11 bpe: special_alternation — the special tokens, longest first, each regex.escape'd, joined by \"|\", in a group \"(...)\"")
 
 
 def pretokenize(text: str, special_tokens=()) -> list[str]:
@@ -82,15 +82,15 @@ def pretokenize(text: str, special_tokens=()) -> list[str]:
     "Hi there<|endoftext|>!" -> ["Hi", " there", "<|endoftext|>", "!"]. Where two special tokens
     overlap at one place, the longer is cut out ("<|a|><|b|>" before "<|a|>"). "".join(pieces) == text.
     """
-    # TODO: cut the special tokens out first: regex.split(special_alternation(...), text) keeps them as
-    #       parts (the group captures them); then the pre-tokens of each other part (PRETOKEN.findall)
-    raise NotImplementedError("11 bpe: pretokenize — cut the special tokens out first: regex.split(special_alternation(...), text) keeps them as")
+    # TODO: cut the special tokens out first, then split every other part with PRETOKEN.findall
+    #       (regex.split(special_alternation(special_tokens), text) keeps the specials: the group captures them)
+    raise NotImplementedError("11 bpe: pretokenize — cut the special tokens out first, then split every other part with PRETOKEN.findall")
 
 
 def merge_pair(word: list[bytes], pair: tuple[bytes, bytes]) -> list[bytes]:
     """word with each occurrence of pair, left to right and without overlap, replaced by the merged token."""
-    # TODO: walk left to right: where word[i], word[i + 1] is the pair, emit the two joined and skip both
-    raise NotImplementedError("11 bpe: merge_pair — walk left to right: where word[i], word[i + 1] is the pair, emit the two joined and skip both")
+    # TODO: walk left to right; where word[i], word[i + 1] is the pair, emit the two joined and skip both
+    raise NotImplementedError("11 bpe: merge_pair — walk left to right; where word[i], word[i + 1] is the pair, emit the two joined and skip both")
 
 
 def train_bpe(text: str, vocab_size: int, special_tokens=()) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
@@ -99,12 +99,12 @@ def train_bpe(text: str, vocab_size: int, special_tokens=()) -> tuple[dict[int, 
     vocab: the 256 single bytes (id = byte value), one id per merge in order, then the special
     tokens. ValueError when vocab_size < 256 + len(special_tokens).
     """
-    # TODO: ValueError if vocab_size < 256 + len(special_tokens)
+    # TODO: learn vocab_size - 256 - len(special_tokens) merges (ValueError if that is negative)
     #       count the pre-tokens (pretokenize, leaving the special tokens out)
     #       each distinct pre-token as a list of single bytes; count its adjacent pairs, weighted
     #       repeat: merge the most frequent pair (ties: the greater pair) in every pre-token holding it
     #       vocab: 256 bytes, then one id per merge, then the special tokens
-    raise NotImplementedError("11 bpe: train_bpe — ValueError if vocab_size < 256 + len(special_tokens)")
+    raise NotImplementedError("11 bpe: train_bpe — learn vocab_size - 256 - len(special_tokens) merges (ValueError if that is negative)")
 
 
 class Tokenizer:
@@ -115,9 +115,9 @@ class Tokenizer:
     """
 
     def __init__(self, vocab: dict[int, bytes], merges, special_tokens=()):
-        # TODO: keep vocab, merges and the special tokens; a map bytes -> id for encoding
+        # TODO: keep vocab, merges and the special tokens, and a map bytes -> id for encoding
         #       (where two ids share bytes, the lower); give each special token missing from vocab a new id
-        raise NotImplementedError("11 bpe: Tokenizer.__init__ — keep vocab, merges and the special tokens; a map bytes -> id for encoding")
+        raise NotImplementedError("11 bpe: Tokenizer.__init__ — keep vocab, merges and the special tokens, and a map bytes -> id for encoding")
 
     @classmethod
     def from_tiktoken_files(cls, vocab_bpe, encoder_json) -> "Tokenizer":
@@ -126,20 +126,20 @@ class Tokenizer:
         encoder.json maps each token, written with gpt2_bytes_to_unicode's characters, to its id;
         vocab.bpe holds a version line, then one merge per line: the two tokens, separated by a space.
         """
-        # TODO: invert gpt2_bytes_to_unicode to turn each written token back into bytes
-        #       vocab from encoder.json, merges from the lines of vocab.bpe after the first
-        raise NotImplementedError("11 bpe: Tokenizer.from_tiktoken_files — invert gpt2_bytes_to_unicode to turn each written token back into bytes")
+        # TODO: vocab from encoder.json, merges from the lines of vocab.bpe after the first
+        #       (each written token back to bytes with the inverse of gpt2_bytes_to_unicode)
+        raise NotImplementedError("11 bpe: Tokenizer.from_tiktoken_files — vocab from encoder.json, merges from the lines of vocab.bpe after the first")
 
     def bpe(self, pretoken: bytes) -> list[int]:
         """The ids of one pre-token's bytes, by tiktoken's rule (see the module docstring)."""
-        # TODO: a pre-token that is a token is one id; else start from its single bytes and merge the
-        #       leftmost adjacent pair whose concatenation has the lowest id, until none is in the vocab
-        raise NotImplementedError("11 bpe: Tokenizer.bpe — a pre-token that is a token is one id; else start from its single bytes and merge the")
+        # TODO: a pre-token that is a token is one id; else merge, starting from its single bytes:
+        #       the leftmost adjacent pair whose concatenation has the lowest id, until none is in the vocab
+        raise NotImplementedError("11 bpe: Tokenizer.bpe — a pre-token that is a token is one id; else merge, starting from its single bytes")
 
     def encode_piece(self, piece: str) -> list[int]:
         """The ids of one piece of pretokenize(): a special token's id, or a pre-token's bpe (cached)."""
-        # TODO: a special token is its one id; a pre-token goes through bpe as UTF-8 bytes, once (keep a cache)
-        raise NotImplementedError("11 bpe: Tokenizer.encode_piece — a special token is its one id; a pre-token goes through bpe as UTF-8 bytes, once (keep a cache)")
+        # TODO: a special token is its one id; a pre-token's UTF-8 bytes go through bpe, once (keep a cache)
+        raise NotImplementedError("11 bpe: Tokenizer.encode_piece — a special token is its one id; a pre-token's UTF-8 bytes go through bpe, once (keep a cache)")
 
     def encode(self, text: str) -> list[int]:
         """The ids of text: special tokens cut out first, the rest split by GPT2_SPLIT_PATTERN and merged."""
@@ -158,9 +158,9 @@ class Tokenizer:
         a special token may be starting ("<|endo" + "ftext|>"), and the last two pre-tokens may still
         grow ("hel" + "lo"; "we'l" + "l": "'" and "l" become "'ll").
         """
-        # TODO: keep the text read but not yet encoded; after each chunk, encode the pieces of it that
-        #       are certain (see certain_pieces) and keep the rest; at the end, encode what is left
-        raise NotImplementedError("11 bpe: Tokenizer.encode_iterable — keep the text read but not yet encoded; after each chunk, encode the pieces of it that")
+        # TODO: after each chunk, encode the pieces of the text read that are certain (certain_pieces)
+        #       and keep the rest for the next chunk; at the end, encode what is left
+        raise NotImplementedError("11 bpe: Tokenizer.encode_iterable — after each chunk, encode the pieces of the text read that are certain (certain_pieces)")
 
     def certain_pieces(self, text: str) -> tuple[list[str], str]:
         """(the pieces at the start of text that no text after it can change, the rest of text).
@@ -168,9 +168,9 @@ class Tokenizer:
         A special token may start in the last (longest special token - 1) characters; one that starts
         before them is certain, and so is everything before it. The ordinary text after the last
         certain special token, up to those characters, is certain but for its last two pre-tokens.
-        The pieces come from pretokenizing text itself: pretokenizing a cut-off start of it may
-        not give them ("\xa0\xa0" at the end of a text is one pre-token, before "8" it is two).
+        Cut the text only there: the end of a text changes how its last pre-tokens split
+        ("\\xa0\\xa0" at the end of a text is one pre-token, followed by "8" it is two).
         """
-        # TODO: find where a special token may be starting; the end of the last special token before it;
-        #       the pre-tokens of the ordinary text between them, all but the last two
-        raise NotImplementedError("11 bpe: Tokenizer.certain_pieces — find where a special token may be starting; the end of the last special token before it")
+        # TODO: hold back where a special token may be starting and the last two pre-tokens before it
+        #       (the end of the last special token starting before that, then the ordinary text's pre-tokens)
+        raise NotImplementedError("11 bpe: Tokenizer.certain_pieces — hold back where a special token may be starting and the last two pre-tokens before it")

@@ -144,9 +144,10 @@ def train_bpe(text: str, vocab_size: int, special_tokens=()) -> tuple[dict[int, 
         word = words[i]
         for pair in zip(word, word[1:]):
             pair_counts[pair] += sign * word_counts[i]
-            if pair_counts[pair] == 0:
+            if sign > 0:
+                holders[pair].add(i)
+            elif pair_counts[pair] == 0:
                 del pair_counts[pair]
-            holders[pair].add(i)
 
     for i in range(len(words)):
         count_pairs(i, +1)
@@ -291,8 +292,8 @@ class Tokenizer:
         A special token may start in the last (longest special token - 1) characters; one that starts
         before them is certain, and so is everything before it. The ordinary text after the last
         certain special token, up to those characters, is certain but for its last two pre-tokens.
-        The pieces come from pretokenizing text itself: pretokenizing a cut-off start of it may
-        not give them ("\xa0\xa0" at the end of a text is one pre-token, before "8" it is two).
+        Cut the text only there: the end of a text changes how its last pre-tokens split
+        ("\\xa0\\xa0" at the end of a text is one pre-token, followed by "8" it is two).
         """
         ### BEGIN SOLUTION
         ### TODO: hold back where a special token may be starting and the last two pre-tokens before it

@@ -153,6 +153,28 @@ EXERCISES: tuple[Exercise, ...] = (
         ),
     ),
     Exercise(
+        "11", "bpe", "Byte-pair encoding: training and tokenizing", (), 15,
+        (
+            "Work on bytes, never on characters: text.encode(\"utf-8\"), and a token is a bytes object. Cut the "
+            "special tokens out first, then split each other part with the given pattern (PRETOKEN.findall); "
+            "nothing ever merges across the pieces.",
+            "Training: count every adjacent pair inside each distinct pre-token (b\"aaa\" holds (a, a) twice), "
+            "times how often that pre-token occurs. The winner is max(count), and among equal counts the "
+            "greater (left bytes, right bytes) tuple. Replace it left to right: b\"aaa\" becomes [aa, a]. "
+            "Merge k gets id 256 + k; the special tokens come after the merges.",
+            "Encoding is not training: within a pre-token, merge the adjacent pair whose concatenation left + "
+            "right has the lowest id in the vocab (the leftmost of equals), and repeat until no concatenation "
+            "is a token. Look the whole pre-token up first: if its bytes are a token, that is its one id.",
+            "Special tokens: one regex alternation of regex.escape(s) for s in the tokens sorted longest first, "
+            "in a capturing group, so that regex.split keeps them. decode: b\"\".join(vocab[i] for i in ids)"
+            ".decode(\"utf-8\", errors=\"replace\").",
+            "encode_iterable: keep a buffer; after each chunk, hold back its last (longest special - 1) "
+            "characters and the last two pre-tokens of the ordinary text before them (\"we'l\" + \"l\" is "
+            "\"'ll\"), yield the ids of the pieces before them, and keep the rest. Speed: count pairs once and "
+            "update only the pre-tokens that hold the merged pair; cache each pre-token's ids.",
+        ),
+    ),
+    Exercise(
         "99", "end_to_end", "Train your GPT end to end", ("06", "07", "08", "09"), 15,
         (
             "This test uses everything: your GPT, your AdamW, your train_step and your generate. Make 01-09 pass "

@@ -8,7 +8,7 @@ import io
 import sys
 from pathlib import Path
 
-from .. import screens, state, swaps
+from .. import passed, screens, state, swaps
 from ..progress import Progress, compute, fully_swapped
 from ..project import KataError, Project
 from ..registry import EXERCISES, Exercise, dependencies, find
@@ -48,7 +48,9 @@ def grade(project: Project, args, focus: Exercise | None = None) -> Progress:
     run = [ex for ex in exercises if not fully_swapped(ex, swapped)]
     result = run_tests(project, run, impl=args.impl, timeout=args.timeout or DEFAULT_TIMEOUT, skip_untouched=skip,
                        threads=getattr(args, "threads", None) or 1)
-    return compute(project, result, swapped, gave_up, exercises)
+    progress = compute(project, result, swapped, gave_up, exercises)
+    passed.record(project, progress, swapped)
+    return progress
 
 
 def remembered(project: Project) -> state.State:

@@ -292,3 +292,25 @@ def test_the_console_script_is_declared():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["kata"] == "grader.__main__:main"
     assert cli.main is __import__("grader.__main__", fromlist=["main"]).main
+
+
+# --- what passed, for train and sample ------------------------------------------------------
+
+
+def test_a_check_records_what_passed_for_exactly_these_files(capsys, fake):
+    from grader import passed
+    from grader.project import Project
+
+    project = Project.at(fake.root)
+    ex = BY_ID["04"]
+    assert passed.passes(project, ex) is None  # never checked
+    fake.solve("04")
+    assert main(fake.args("check", "04")) == 0
+    assert passed.passes(project, ex) is True
+    assert passed.learner_or_reference(project, ex)[0] == "exercises"
+    fake.write("04", first=True)  # a save: the record no longer applies
+    assert passed.passes(project, ex) is None
+    assert "has not been checked since it changed" in passed.learner_or_reference(project, ex)[1]
+    assert main(fake.args("check", "04")) == 1
+    assert passed.passes(project, ex) is False
+    capsys.readouterr()

@@ -78,8 +78,9 @@ def library_imports(test_files) -> dict[str, set[str]]:
 class IsolatedRun:
     """One run of run_tests(...) in a forked child (or, without fork, in this process at result())."""
 
-    def __init__(self, project, exercises, **options):
-        self.project, self.exercises, self.options = project, exercises, options
+    def __init__(self, project, exercises, chdir: bool = False, **options):
+        """chdir: the child works in the project's folder (a copy of the project: the mutant runner)."""
+        self.project, self.exercises, self.options, self.chdir = project, exercises, options, chdir
         self.started = time.perf_counter()
         self.pid = None
         self.report = None
@@ -101,6 +102,8 @@ class IsolatedRun:
         code = 0
         try:
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C is the parent's to handle
+            if self.chdir:
+                os.chdir(self.project.root)
             from .runner import run_tests
 
             report = run_tests(self.project, self.exercises, fresh=False, **self.options)

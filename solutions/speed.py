@@ -8,7 +8,7 @@
    token (Tq = 1) would see key 0 alone. Use is_causal only when Tq == Tk; otherwise pass the mask
    yourself. SDPA's boolean attn_mask is True where a query MAY look (the opposite of masked_fill's).
 
-2. A vocabulary padded to a multiple of 64. GPUs multiply matrices in tiles; 50257 = 7 · 43 · 167
+2. A vocabulary padded to a multiple of 64. GPUs multiply matrices in tiles; 50257 = 29 · 1733
    is awkward, 50304 = 786 · 64 is not. The padded GPT has vocab_size rounded up, and its forward
    slices the logits back to the real vocabulary, so its loss and its samples are exactly those of
    the unpadded model: the padding ids get no probability and no gradient.

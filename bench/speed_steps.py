@@ -35,10 +35,8 @@ call; parts is load_parts(impl) below: the modules of one implementation (the re
 
 import argparse
 import contextlib
-import dataclasses
 import importlib
 import math
-import os
 import sys
 import time
 from pathlib import Path

@@ -175,6 +175,23 @@ EXERCISES: tuple[Exercise, ...] = (
         ),
     ),
     Exercise(
+        "14", "speed", "Faster training: flash attention, bf16, compile, padded vocabulary", ("06",), 10,
+        (
+            "Every function here must give what it replaces: flash_attention what 03's causal_attention gives, "
+            "the padded GPT the loss and samples of an unpadded one. Only the speed may change.",
+            "flash_attention: F.scaled_dot_product_attention(q, k, v, is_causal=True) is right only when Tq == Tk. "
+            "is_causal aligns its mask top-left, so with Tq < Tk (a cached decoding step) query i would see keys "
+            "0 .. i. For Tq < Tk pass attn_mask: a boolean (Tq, Tk) mask, True where the query may look.",
+            "padded_vocab rounds up: (vocab_size + multiple - 1) // multiple * multiple. PaddedGPT builds your GPT "
+            "from dataclasses.replace(config, vocab_size=padded), keeps the real config as self.config, and "
+            "forward slices logits[..., :config.vocab_size] before taking the loss on them.",
+            "autocast: torch.device(device).type gives 'cuda' for 'cuda:1'; return torch.autocast(device_type=..., "
+            "dtype=torch.bfloat16) for 'cuda' and 'cpu', contextlib.nullcontext() otherwise. compiled: try "
+            "torch.compile(model) and one forward under torch.no_grad() on a (1, 1) batch of token ids; on any "
+            "exception print one line to sys.stderr and return the model itself.",
+        ),
+    ),
+    Exercise(
         "99", "end_to_end", "Train your GPT end to end", ("06", "07", "08", "09"), 15,
         (
             "This test uses everything: your GPT, your AdamW, your train_step and your generate. Make 01-09 pass "

@@ -175,6 +175,24 @@ EXERCISES: tuple[Exercise, ...] = (
         ),
     ),
     Exercise(
+        "12", "muon", "The Muon optimizer", ("08",), 15,
+        (
+            "Muon steps along an orthogonalised momentum: every singular value of the update pushed towards 1. "
+            "newton_schulz does that with matrix products only; Muon.step is SGD with momentum around it. Make "
+            "newton_schulz pass first: the Muon tests build on it.",
+            "newton_schulz: normalise before iterating (X = G / (G.norm() + eps), after X = G.to(dtype)), and "
+            "transpose a tall G (rows > cols) so that A = X @ X.mT is the small Gram matrix; undo the transpose "
+            "at the end and return .to(G.dtype). Don't expect singular values of exactly 1.",
+            "The momentum is torch's lerp form: buf.lerp_(grad, 1 - momentum), updated before it is used; with "
+            "Nesterov the update is grad.lerp(buf, momentum), a new tensor (leave p.grad alone), else buf itself. "
+            "Decay first with the plain lr, p.mul_(1 - lr * weight_decay); only the update's lr is scaled.",
+            "muon_update ends with p.add_(newton_schulz(update, steps=ns_steps, dtype=ns_dtype), alpha=-lr * "
+            "math.sqrt(max(1, rows / cols))). configure_muon: Muon group = [p for name, p in "
+            "model.named_parameters() if name.startswith('transformer.h.') and p.dim() == 2]; everything else "
+            "(embeddings, lm_head, norms, biases) goes to AdamW; both groups get use_muon, lr and initial_lr.",
+        ),
+    ),
+    Exercise(
         "14", "speed", "Faster training: flash attention, bf16, compile, padded vocabulary", ("06",), 10,
         (
             "Every function here must give what it replaces: flash_attention what 03's causal_attention gives, "

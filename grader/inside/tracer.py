@@ -465,8 +465,12 @@ def fresh_package(impl: str) -> None:
             del sys.modules[name]
 
 
-def run(config, idx, targets=None, impl="exercises", backward=False, keep_weights=False, seed=0) -> Outcome:
-    """Build the learner's GPT(config) and trace one forward pass (and a backward pass) on idx."""
+def run(config, idx, targets=None, impl="exercises", backward=False, keep_weights=False, seed=0, setup=None) -> Outcome:
+    """Build the learner's GPT(config) and trace one forward pass (and a backward pass) on idx.
+
+    setup(model), when given, runs after the model is built and before the forward pass (inspect loads a
+    checkpoint's weights there); what it raises is not the learner's error and goes up to the caller.
+    """
     import torch
 
     fresh_package(impl)
@@ -490,6 +494,8 @@ def run(config, idx, targets=None, impl="exercises", backward=False, keep_weight
             model.eval()
         except Exception as error:
             return _failed(outcome, error, tracer)
+        if setup is not None:
+            setup(model)
         outcome.model, outcome.phase = model, "forward"
         tracer.watch(model)
         tracer.recording = True

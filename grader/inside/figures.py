@@ -65,8 +65,7 @@ def attention_grid(weights, tokens, path, title) -> Path:
     labels = [token_label(t) for t in tokens]
     step = max(1, math.ceil(T / 40))
     ticks = list(range(0, T, step))
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#dddddd")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
     image = None
     for i in range(n_layer):
         for j in range(n_head):

@@ -255,6 +255,8 @@ def gradient_table(outcome, unicode: bool):
 
 
 def render(outcome, args, config, prompt, n_tokens, con, unfinished: str | None) -> None:
+    """The tree, then where it stopped (or the loss), the gradients and the unfinished parts: one printout."""
+    from rich.console import Group
     from rich.text import Text
     from rich.tree import Tree
 
@@ -278,27 +280,27 @@ def render(outcome, args, config, prompt, n_tokens, con, unfinished: str | None)
     elif outcome.phase == "import":
         tree.add(Text("import of your modules failed", style="red"))
     add_calls(tree, outcome.root, "", unicode)
-    con.print(tree)
+    parts = [tree]
     if outcome.stopped:
-        for line in stop_text(outcome, unicode):
-            con.print(line)
+        parts.extend(stop_text(outcome, unicode))
     else:
-        logits, loss = outcome.logits, outcome.loss
+        loss = outcome.loss
         text = Text("The forward pass ran through", style="green")
         if loss is not None:
             floor = math.log(c["vocab_size"])
-            text.append(f": loss {number(float(loss.detach()))} (a fresh model guesses about uniformly: ln {c['vocab_size']}"
-                        f" = {floor:.3g})")
-        con.print(text)
+            text.append(f": loss {number(float(loss.detach()))} (a fresh model guesses about uniformly: "
+                        f"ln {c['vocab_size']} = {floor:.3g})")
+        parts.append(text)
     if outcome.grads:
-        con.print(gradient_table(outcome, unicode))
+        parts.append(gradient_table(outcome, unicode))
         missing = [name for name, _, norm, _ in outcome.grads if norm is None]
         if missing:
-            con.print(Text(f"{len(missing)} parameter(s) got no gradient: the loss does not depend on them. A "
-                           f"layer that is built but never called, or an output that was .detach()ed, does this.",
-                           style="red"))
+            parts.append(Text(f"{len(missing)} parameter(s) got no gradient: the loss does not depend on them. A "
+                              f"layer that is built but never called, or an output that was .detach()ed, does this.",
+                              style="red"))
     if unfinished:
-        con.print(Text(unfinished, style="yellow"))
+        parts.append(Text(unfinished, style="yellow"))
+    con.print(Group(*parts))
 
 
 # --- the command ----------------------------------------------------------------------------------------

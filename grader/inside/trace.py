@@ -143,14 +143,17 @@ def call_label(call, parent_name: str, unicode: bool):
         name = call.name
         if parent_name and name.startswith(parent_name + "."):
             name = name[len(parent_name) + 1:]
+        what = call.what
+        if what.split(" (")[0] == name:  # the model itself: "GPT (06 gpt)", not "GPT  GPT (06 gpt)"
+            name, what = "", what
         text.append(name, style="bold")
-        text.append(f"  {call.what}", style="dim" if call.owner == "torch" else "")
+        text.append(f"  {what}" if name else what, style="dim" if call.owner == "torch" else "bold" if not name else "")
     else:
         text.append(f"{call.name}()", style="bold magenta")
         if call.what:
             text.append(f"  {call.what}")
     if call.owner == "swapped":
-        text.append("  [swapped: the reference]", style="cyan")
+        text.append("  [reference]", style="cyan")
     if call.inputs:
         text.append(f"  {values_text(call.inputs, stats=False)}", style="dim")
     if call.done:
@@ -281,6 +284,10 @@ def render(outcome, args, config, prompt, n_tokens, con, unfinished: str | None)
         tree.add(Text("import of your modules failed", style="red"))
     add_calls(tree, outcome.root, "", unicode)
     parts = [tree]
+    if any(call.owner == "swapped" for call in outcome.root.walk()):
+        parts.append(Text("[reference]: the reference's code ran there, not yours: a swapped exercise (python -m "
+                          "grader swaps), or a module that a swapped one imports (it brings the reference's own).",
+                          style="cyan"))
     if outcome.stopped:
         parts.extend(stop_text(outcome, unicode))
     else:

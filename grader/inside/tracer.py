@@ -115,6 +115,8 @@ def describe(name, value, torch) -> list[Value]:
         return [Value(name, repr(value))]
     if isinstance(value, str):
         return [Value(name, repr(value[:20]))]
+    if isinstance(value, (torch.device, torch.dtype)):
+        return [Value(name, str(value).replace("torch.", ""))]
     return [Value(name, type(value).__name__)]
 
 

@@ -12,6 +12,9 @@
     python -m grader solution NN      the reference, once yours passes (or with --give-up, which the report shows)
     python -m grader train ...        train your GPT (grader/train.py)
     python -m grader sample ...       sample from a trained GPT (grader/sample.py)
+    python -m grader trace ...        one forward pass of your GPT as a call tree: shapes, statistics, the next TODO
+    python -m grader inspect RUN      attention maps, next-token top-k, parameter counts, training statistics
+    python -m grader experiment ...   short trainings that vary one setting, compared on one plot
 
 Options for every command (before or after it): --impl exercises|solutions, --format
 text|json|gradescope|junit, --output PATH, --timeout SECONDS (per test), --root DIR.
@@ -27,7 +30,7 @@ from pathlib import Path
 from .. import screens
 from ..project import KataError, Project
 from . import commands, files
-from .parser import DEFAULTS, IMPLS, PASSTHROUGH, VALUE_OPTIONS, build_parser
+from .parser import DEFAULTS, IMPLS, PASSTHROUGH, PASSTHROUGH_MODULES, VALUE_OPTIONS, build_parser
 
 COMMANDS = dict(check=commands.cmd_check, list=commands.cmd_list, hint=commands.cmd_hint, swap=files.cmd_swap,
                 unswap=files.cmd_unswap, swaps=files.cmd_swaps, watch=commands.cmd_watch, reset=files.cmd_reset,
@@ -38,7 +41,7 @@ COMMANDS = dict(check=commands.cmd_check, list=commands.cmd_list, hint=commands.
 
 
 def split_passthrough(argv: list[str]):
-    """(options before, command, arguments after) when the command is train or sample; else None."""
+    """(options before, command, arguments after) when the command is train, sample, trace, inspect or experiment; else None."""
     i = 0
     while i < len(argv):
         token = argv[i]
@@ -78,7 +81,7 @@ def passthrough(before: list[str], name: str, after: list[str]) -> int:
         raise KataError(f"Only --impl may come before `{name}`; put its other options after it.")
     impl_after, after = _take_impl(after)
     impl = impl_after or impl
-    module = importlib.import_module(f"grader.training.{name}")
+    module = importlib.import_module(PASSTHROUGH_MODULES.get(name, f"grader.training.{name}"))
     if impl:
         os.environ["KATA_IMPL"] = impl
         after = ["--impl", impl, *after]

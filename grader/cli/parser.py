@@ -8,7 +8,9 @@ IMPLS = ("exercises", "solutions")
 FORMATS = ("text", "json", "gradescope", "junit")
 DEFAULTS = dict(impl="exercises", format="text", output=None, timeout=None, root=None, verbose=False)
 VALUE_OPTIONS = ("--impl", "--format", "--output", "-o", "--timeout", "--root")
-PASSTHROUGH = ("train", "sample")
+PASSTHROUGH = ("train", "sample", "trace", "inspect", "experiment")
+PASSTHROUGH_MODULES = {"trace": "grader.inside.trace", "inspect": "grader.inside.inspect_run",
+                       "experiment": "grader.inside.experiment"}  # the others: grader.training.<name>
 
 
 class Parser(argparse.ArgumentParser):
@@ -78,6 +80,7 @@ def build_parser(prog: str, doc: str) -> Parser:
     solution.add_argument("--give-up", action="store_true",
                           help="show it now; the report records it and the exercise scores nothing")
     for name in PASSTHROUGH:
-        sub.add_parser(name, help=f"{name} (grader/training/{name}.py; its own options follow, see `{prog} {name} --help`)",
+        where = PASSTHROUGH_MODULES.get(name, f"grader.training.{name}").replace(".", "/") + ".py"
+        sub.add_parser(name, help=f"{name} ({where}; its own options follow, see `{prog} {name} --help`)",
                        add_help=False)
     return parser

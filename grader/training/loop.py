@@ -14,6 +14,7 @@ from data.shakespeare import DataError
 from grader.training.log import Log, append_sample, nan_message
 from grader.training.report import write_reports
 from grader.training.runtime import Autocast, StopRequest, pick_dtype
+from grader.training.stats import record as record_stats
 from grader.training.train import PROGRAM
 
 SAMPLE_SETTINGS = dict(temperature=0.8, top_k=40)  # for the samples printed while training
@@ -169,6 +170,8 @@ class Trainer:
         self.metrics["eval"].append(entry)
         self.log.evaluation(entry, text, corpus.entropy)
         append_sample(self.run.out / "samples.txt", f"step {self.step}, val loss {losses['val']:.4f}", text)
+        if getattr(self.run.args, "stats", False):  # --stats: per-layer activations, gradients, update sizes
+            record_stats(self)
 
     def sample(self, n_tokens, seed) -> str:
         if n_tokens <= 0:

@@ -36,6 +36,10 @@ def smooth(values, window):
     return out
 
 
+FEW_STEPS = 30  # fewer training steps than this: markers, no running mean
+FEW_EVALUATIONS = 6  # fewer evaluations than this: markers only
+
+
 def plot_losses(metrics: dict, path, title: str = "", floor: float | None = None) -> None:
     """Training loss per step (faint, and smoothed) with the train/validation estimates at each evaluation."""
     import matplotlib
@@ -48,13 +52,17 @@ def plot_losses(metrics: dict, path, title: str = "", floor: float | None = None
     if metrics["train"]:
         steps = [s for s, _ in metrics["train"]]
         losses = [v for _, v in metrics["train"]]
-        ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="training batch loss")
-        ax.plot(steps, smooth(losses, max(1, len(losses) // 50)), color="tab:blue", linewidth=1.2,
-                label="training batch loss (running mean)")
+        few = len(losses) < FEW_STEPS  # a marker per step, and no running mean that would invent a trend
+        ax.plot(steps, losses, ".-" if few else "-", color="tab:blue", alpha=0.6 if few else 0.25, linewidth=0.8,
+                label="training batch loss")
+        if not few:
+            ax.plot(steps, smooth(losses, max(1, len(losses) // 50)), color="tab:blue", linewidth=1.2,
+                    label="training batch loss (running mean)")
     if metrics["eval"]:
         steps = [e["step"] for e in metrics["eval"]]
-        ax.plot(steps, [e["train_loss"] for e in metrics["eval"]], "o-", color="tab:green", label="train (estimate)")
-        ax.plot(steps, [e["val_loss"] for e in metrics["eval"]], "o-", color="tab:red", label="validation (held-out 10 %)")
+        style = "o" if len(steps) < FEW_EVALUATIONS else "o-"  # a few evaluations far apart: points, not a curve
+        ax.plot(steps, [e["train_loss"] for e in metrics["eval"]], style, color="tab:green", label="train (estimate)")
+        ax.plot(steps, [e["val_loss"] for e in metrics["eval"]], style, color="tab:red", label="validation (held-out 10 %)")
     if floor is not None:
         ax.axhline(floor, color="black", linestyle="--", linewidth=0.8, label=f"best possible ({floor:.3f})")
     ax.set_xlabel("step")
@@ -89,6 +97,8 @@ def write_reports(run, raw, metrics, tokens_per_step, device, autocast_dtype, st
         overhead=((timing["wall"] - train_time) / train_time) if train_time else None,
         timing=timing, eval=metrics["eval"], train=metrics["train"],
     )
+    if metrics.get("stats"):
+        summary["stats"] = metrics["stats"]  # train --stats (grader/training/stats.py)
     write_json(summary, run.out / "metrics.json")
     plot_losses(metrics, run.out / "loss.png", title=f"{run.preset_name} ({run.impl}), {summary['parameters']:,} parameters",
                 floor=corpus.entropy)

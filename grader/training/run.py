@@ -140,10 +140,13 @@ def checked_preset(name: str) -> dict:
 
 
 def resolve_settings(chosen: dict, ckpt, flags) -> Settings:
-    """The preset's training settings, then the checkpoint's (resume), then the flags; checked."""
+    """The preset's training settings, then the checkpoint's (resume), then the flags; checked. A new run given
+    --max-steps but no --eval-interval evaluates about 10 times (never less often than the preset says)."""
     values = dict(chosen["train"])
     if ckpt is not None:
         values.update(ckpt["settings"])
+    elif "max_steps" in flags and "eval_interval" not in flags:  # a shorter run still gets a curve: ~10 evaluations
+        values["eval_interval"] = max(1, min(values.get("eval_interval", Settings.eval_interval), flags["max_steps"] // 10))
     values.update(flags)
     try:
         settings = Settings(**values)

@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (needs a C++ compiler on CPU)")
     parser.add_argument("--out", default=None, help="output directory (default runs/<preset>)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    parser.add_argument("--stats", action="store_true",
+                        help="at every evaluation, record per layer the activations, gradient norms and update-to-data "
+                             "ratios into metrics.json (plotted by `python -m grader inspect`)")
     parser.add_argument("--threads", type=threads_flag, default=argparse.SUPPRESS, metavar="N",
                         help="torch's threads per operation (default: 1 for small models, else the faster of 1 and "
                              "all cores, measured at the start; a resumed run keeps its count; 0: torch's default)")

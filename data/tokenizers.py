@@ -1,4 +1,4 @@
-"""Turning text into token ids and back: characters (the default) or GPT-2's BPE.
+"""Turning text into token ids and back: characters (the default), GPT-2's BPE, or a BPE trained here (11).
 
     tok = CharTokenizer.from_text(text)    # vocabulary: the sorted distinct characters of the text
     ids = tok.encode("ROMEO:")             # list of ints
@@ -22,7 +22,8 @@ GPT2_FILES = {  # file -> sha256, as tiktoken checks them
     "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
     "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
 }
-TOKENIZERS = ("char", "gpt2")
+TOKENIZERS = ("char", "gpt2", "bpe")
+BPE_SPECIALS = ("<|endoftext|>",)
 
 
 class CharTokenizer:
@@ -89,6 +90,46 @@ class GPT2Tokenizer:
         return {"kind": "gpt2"}
 
 
+class BPETokenizer:
+    """A byte-level BPE trained on the run's own training text with exercise 11's train_bpe.
+
+    vocab: the 256 bytes, one token per merge (id 256 + k), then <|endoftext|>. The state keeps the merges
+    (as hex, so a checkpoint stays plain data) and who trained them; from_state rebuilds the same vocabulary
+    with the reference's Tokenizer (exercise 11's contract makes every correct one encode alike).
+    """
+
+    kind = "bpe"
+
+    def __init__(self, merges, bpe_module, trained_by: str):
+        self.merges = [(bytes(a), bytes(b)) for a, b in merges]
+        vocab = {i: bytes([i]) for i in range(256)}
+        for k, (a, b) in enumerate(self.merges):
+            vocab[256 + k] = a + b
+        for special in BPE_SPECIALS:
+            vocab[len(vocab)] = special.encode("utf-8")
+        self.tokenizer = bpe_module.Tokenizer(vocab, self.merges, list(BPE_SPECIALS))
+        self.vocab_size = len(vocab)
+        self.trained_by = trained_by
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int, bpe_module, trained_by: str) -> "BPETokenizer":
+        _, merges = bpe_module.train_bpe(text, vocab_size, list(BPE_SPECIALS))
+        return cls(merges, bpe_module, trained_by)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text))
+
+    def encode_array(self, text: str) -> np.ndarray:
+        return np.array(self.encode(text), dtype=np.int64)
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode([int(i) for i in ids])
+
+    def state(self) -> dict:
+        return {"kind": "bpe", "merges": [[a.hex(), b.hex()] for a, b in self.merges],
+                "special_tokens": list(BPE_SPECIALS), "trained_by": self.trained_by}
+
+
 # tiktoken's cache names for the two files (the sha1 of their URLs), in its cache folder
 TIKTOKEN_CACHE_NAMES = {"vocab.bpe": "6d1cbeee0f20b3d9449abfede4726ed8212e3aee",
                         "encoder.json": "6c7ea1a7e38e3a7f062df639a5b80947f075ffe6"}
@@ -141,12 +182,16 @@ def gpt2_encoding():
         ) from None
 
 
-def build(kind: str, text: str | None = None):
-    """A new tokenizer: "char" (vocabulary from text) or "gpt2"."""
+def build(kind: str, text: str | None = None, vocab_size: int | None = None, bpe_module=None,
+          trained_by: str = "solutions"):
+    """A new tokenizer: "char" (vocabulary from text), "gpt2", or "bpe" (trained on text to vocab_size tokens
+    with bpe_module's train_bpe)."""
     if kind == "char":
         return CharTokenizer.from_text(text)
     if kind == "gpt2":
         return GPT2Tokenizer()
+    if kind == "bpe":
+        return BPETokenizer.train(text, vocab_size, bpe_module, trained_by)
     raise DataError(f"Unknown tokenizer {kind!r}: choose one of {', '.join(TOKENIZERS)}.")
 
 
@@ -157,4 +202,9 @@ def from_state(state: dict):
         return CharTokenizer(state["chars"])
     if kind == "gpt2":
         return GPT2Tokenizer()
-    raise DataError(f"The checkpoint's tokenizer {state!r} is not one this project knows.")
+    if kind == "bpe" and isinstance(state.get("merges"), list):
+        import importlib
+
+        merges = [(bytes.fromhex(a), bytes.fromhex(b)) for a, b in state["merges"]]
+        return BPETokenizer(merges, importlib.import_module("solutions.bpe"), state.get("trained_by", "solutions"))
+    raise DataError(f"The checkpoint's tokenizer {str(state)[:80]!r} is not one this project knows.")

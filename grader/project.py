@@ -4,6 +4,7 @@ The project is the checkout the grader belongs to (registry.ROOT), or another co
 of it given with `--root` (the grader's own tests and benchmarks use throwaway copies).
 """
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,17 @@ STATE_DIR = ".kata"
 
 class KataError(Exception):
     """Bad usage or a malformed input: the message is one sentence; the command exits 2 and changes nothing."""
+
+
+class UsageError(KataError, ValueError):
+    """A command's flags used wrongly (argparse's complaint), in one sentence."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that refuses bad usage with one sentence (UsageError; the command exits 2), not the usage text."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`).")
 
 
 @dataclass(frozen=True)

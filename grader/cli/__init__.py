@@ -10,16 +10,18 @@
     python -m grader watch            re-run the current exercise whenever you save a file in exercises/
     python -m grader reset NN         a fresh exercise file (yours is saved to .kata/backups/ first)
     python -m grader solution NN      the reference, once yours passes (or with --give-up, which the report shows)
-    python -m grader train ...        train your GPT (grader/train.py)
-    python -m grader sample ...       sample from a trained GPT (grader/sample.py)
+    python -m grader train ...        train your GPT (grader/training/train.py)
+    python -m grader sample ...       sample from a trained GPT (grader/training/sample.py)
+    python -m grader speed ...        how much each of exercise 14's steps speeds up your model's training
     python -m grader trace ...        one forward pass of your GPT as a call tree: shapes, statistics, the next TODO
     python -m grader inspect RUN      attention maps, next-token top-k, parameter counts, training statistics
     python -m grader experiment ...   short trainings that vary one setting, compared on one plot
 
 Options for every command (before or after it): --impl exercises|solutions, --format
 text|json|gradescope|junit, --output PATH, --timeout SECONDS (per test), --root DIR.
-Exit status: 0 when the command ran (whatever the score); 1 when `solution` declines;
-2 for bad usage or a malformed file (one sentence; nothing is changed).
+Exit status: 0 when the command ran (whatever the score); 1 when `check`'s exercise does not
+pass yet or `solution` declines; 2 for bad usage or a malformed file (one sentence; nothing
+is changed).
 """
 
 import importlib

@@ -8,7 +8,7 @@ IMPLS = ("exercises", "solutions")
 FORMATS = ("text", "json", "gradescope", "junit")
 DEFAULTS = dict(impl="exercises", format="text", output=None, timeout=None, root=None, verbose=False)
 VALUE_OPTIONS = ("--impl", "--format", "--output", "-o", "--timeout", "--root")
-PASSTHROUGH = ("train", "sample", "trace", "inspect", "experiment")
+PASSTHROUGH = ("train", "sample", "speed", "trace", "inspect", "experiment")
 PASSTHROUGH_MODULES = {"trace": "grader.inside.trace", "inspect": "grader.inside.inspect_run",
                        "experiment": "grader.inside.experiment"}  # the others: grader.training.<name>
 

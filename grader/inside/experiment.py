@@ -25,18 +25,11 @@ import re
 import sys
 from pathlib import Path
 
+from grader.project import Parser, UsageError
+
 PROGRAM = "python -m grader experiment"
 NOT_VARIED = ("out", "resume", "help")
 TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
-
-
-class UsageError(ValueError):
-    """Bad usage, in one sentence (exit 2)."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`).")
 
 
 def build_parser():
@@ -274,7 +267,7 @@ def main(argv=None, console=None) -> int:
         return 2
     summarize(args, dest, steps, out, plans, statuses, console)
     if code == 130:
-        print(f"Stopped. Run the same command again to resume and skip what finished.", file=sys.stderr)
+        print("Stopped. Run the same command again to resume and skip what finished.", file=sys.stderr)
     return code
 
 

@@ -11,25 +11,16 @@ and gradient histograms of the last evaluation). It prints the paths it wrote. T
 are only read.
 """
 
-import argparse
 import math
 import sys
 from pathlib import Path
 
 from data.shakespeare import DataError
+from grader.project import Parser, UsageError
 from grader.training.checkpoint import FILENAME, CheckpointError
 
 PROGRAM = "python -m grader inspect"
 PROMPTS = ("ROMEO:\nBut soft, what light", "First Citizen:\nBefore we")
-
-
-class UsageError(ValueError):
-    """Bad usage, in one sentence (exit 2)."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`).")
 
 
 def build_parser():

@@ -18,18 +18,10 @@ import math
 import sys
 
 from data.shakespeare import DataError
+from grader.project import Parser, UsageError
 
 PROGRAM = "python -m grader trace"
 DEFAULT_PROMPT = "ROMEO:"
-
-
-class UsageError(ValueError):
-    """Bad usage, in one sentence (exit 2)."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`).")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,13 +52,16 @@ def read_source(source: str) -> tuple[str, str, float | None, str | None]:
     return shakespeare.read_text(source), source, None, None
 
 
-def prepare(source: str, tokenizer_kind: str = "char", tokenizer_state: dict | None = None) -> Corpus:
-    """Read, tokenize and split. tokenizer_state (from a checkpoint) fixes the vocabulary."""
+def prepare(source: str, tokenizer_kind: str = "char", tokenizer_state: dict | None = None, **bpe) -> Corpus:
+    """Read, tokenize and split. tokenizer_state (from a checkpoint) fixes the vocabulary. A new "bpe" tokenizer
+    (bpe: vocab_size, bpe_module, trained_by) is trained on the text of the training split only."""
     text, description, entropy, symbols = read_source(source)
     if tokenizer_state is not None:
         tokenizer = tokenizers.from_state(tokenizer_state)
     elif tokenizer_kind == "char" and symbols is not None:
         tokenizer = tokenizers.CharTokenizer(symbols)  # the synthetic corpus's own ids
+    elif tokenizer_kind == "bpe":
+        tokenizer = tokenizers.build("bpe", text[: int(len(text) * (1 - VAL_FRACTION))], **bpe)
     else:
         tokenizer = tokenizers.build(tokenizer_kind, text)
     if tokenizer.kind != "char":

@@ -44,6 +44,7 @@ class Log:
             f"{f', {threads} thread' + ('s' if threads != 1 else '') if threads and device == 'cpu' else ''})",
             f"  writing to {run.out}/" + (f", resuming at step {start_step}" if start_step else ""),
         ]
+        lines += [f"  {note}" for note in getattr(run, "notes", [])]
         if corpus.entropy is not None:
             lines.append(f"  the best possible loss on this corpus is {corpus.entropy:.4f}")
         self.write("\n".join(lines))

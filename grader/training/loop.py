@@ -12,7 +12,7 @@ import time
 
 from data.shakespeare import DataError
 from grader.training.log import Log, append_sample, nan_message
-from grader.training.report import write_reports
+from grader.training.report import write_json, write_reports
 from grader.training.runtime import Autocast, StopRequest, pick_dtype
 from grader.training.stats import record as record_stats
 from grader.training.train import PROGRAM
@@ -36,8 +36,12 @@ class Trainer:
         self.raw = parts.GPT(run.config).to(self.device)  # the same initial weights in every process
         if dist.enabled:
             torch.manual_seed(s.seed + dist.rank)  # but each its own dropout masks
-        self.optimizer = parts.configure_optimizers(self.raw, s.lr, weight_decay=s.weight_decay,
-                                                    betas=(s.beta1, s.beta2), eps=s.eps)
+        if run.muon is not None:  # exercise 12: Muon for the blocks' matrices, AdamW (at --lr) for the rest
+            self.optimizer = run.muon.configure_muon(self.raw, muon_lr=s.muon_lr, adam_lr=s.lr,
+                                                     betas=(s.beta1, s.beta2), eps=s.eps)
+        else:
+            self.optimizer = parts.configure_optimizers(self.raw, s.lr, weight_decay=s.weight_decay,
+                                                        betas=(s.beta1, s.beta2), eps=s.eps)
         self.batch_rng = torch.Generator().manual_seed(s.seed)
         self.step, self.metrics = 0, new_metrics()
         if self.ckpt is not None:
@@ -51,6 +55,7 @@ class Trainer:
                                  f"({str(error).splitlines()[0]}); train again into another --out.") from None
             self.step, self.metrics = self.ckpt["step"], self.ckpt["metrics"]
             restore_rng(self.ckpt["rng"], self.batch_rng, self.device, dist, torch)
+        self.route_attention()
         model = self.raw
         if run.args.compile:
             model = torch.compile(model)
@@ -64,6 +69,29 @@ class Trainer:
         self.tokens_per_step = B * T * s.grad_accum * dist.world_size
         self.threads = run.threads(self.ckpt, 6 * sum(p.numel() for p in self.raw.parameters()) * self.tokens_per_step,
                                    self.probe)
+
+    def route_attention(self):
+        """Exercise 14's flash_attention in place of 03's causal_attention, when the run uses it (run.py)."""
+        if self.run.flash is None:
+            return
+        from grader.training.speedups import Router
+
+        attention, flash, whose = self.run.flash
+        router = Router(attention, flash)
+        torch, idx = self.torch, self.torch.zeros(1, 2, dtype=self.torch.long, device=self.device)
+        rng, training = torch.get_rng_state(), self.raw.training
+        self.raw.eval()  # the probe leaves no trace: no dropout drawn, the RNG as it was
+        with torch.no_grad():
+            reached = router.probe(lambda: self.raw(idx))
+        self.raw.train(training)
+        torch.set_rng_state(rng)
+        if reached:
+            router.route()
+            self.router = router  # put back when the run ends (the module outlives the run in this process)
+            self.run.notes.append(f"attention: SDPA through {whose} flash_attention (exercise 14)")
+        else:
+            self.run.notes.append("attention: handwritten (your CausalSelfAttention does not call its module's "
+                                  "causal_attention, so 14's flash_attention cannot stand in)")
 
     def probe(self):
         """One forward and backward pass on a training batch, leaving no trace: what the thread choice times."""
@@ -79,6 +107,14 @@ class Trainer:
     # -- the loop --
 
     def train(self) -> int:
+        self.router = None
+        try:
+            return self.loop()
+        finally:
+            if self.router is not None:
+                self.router.__exit__(None, None, None)
+
+    def loop(self) -> int:
         self.build()
         run, s, master = self.run, self.s, self.dist.master
         self.log = log = Log(master)
@@ -88,6 +124,8 @@ class Trainer:
             if self.ckpt is None:
                 (run.out / "samples.txt").write_text("", encoding="utf-8")
             log.header(run, self.raw, self.device, self.autocast_dtype, self.tokens_per_step, start_step, self.threads)
+            if self.ckpt is None and run.corpus.tokenizer.kind == "bpe":
+                write_json(run.corpus.tokenizer.state(), run.out / "tokenizer.json")
         self.last_saved = start_step if self.ckpt is not None else None
         timing = self.metrics["timing"]
         self.prior_wall, self.wall_start = timing["wall"], time.perf_counter()
@@ -107,7 +145,10 @@ class Trainer:
                 if self.step >= s.max_steps:
                     break
                 lr = self.parts.lr_at(self.step, s.warmup_steps, s.lr_decay_steps, s.lr, s.min_lr)
-                loss, stops = self.train_step(lr, stop)
+                if self.run.muon is not None:  # each group follows the schedule from its own initial_lr
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = group["initial_lr"] * lr / s.lr
+                loss, stops = self.train_step(None if self.run.muon is not None else lr, stop)
                 if not math.isfinite(loss):
                     exit_code = self.stop_nan(loss, lr, bar)
                     break

@@ -10,6 +10,8 @@ Every field can be overridden by its flag (`--n-layer 6`, `--lr 3e-3`, ...).
 
 from dataclasses import asdict, dataclass, fields
 
+OPTIMIZERS = ("adamw", "muon")
+
 
 @dataclass
 class Settings:
@@ -27,6 +29,8 @@ class Settings:
     beta2: float = 0.99
     eps: float = 1e-8
     grad_clip: float = 1.0  # 0 disables clipping
+    optimizer: str = "adamw"  # adamw (07), or muon (12: Muon for the blocks' matrices, AdamW at --lr for the rest)
+    muon_lr: float = 0.02  # the Muon group's peak learning rate (with --optimizer muon)
     eval_interval: int = 250  # steps between evaluations (and samples, and checkpoints)
     eval_iters: int = 20  # batches per loss estimate
     checkpoint_interval: int | None = None  # None -> eval_interval
@@ -55,6 +59,10 @@ class Settings:
                 raise ValueError(f"--{name.replace('_', '-')} cannot be negative.")
         if not self.lr > 0:
             raise ValueError(f"--lr must be positive, not {self.lr}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"--optimizer must be {' or '.join(OPTIMIZERS)}, not {self.optimizer!r}.")
+        if not self.muon_lr > 0:
+            raise ValueError(f"--muon-lr must be positive, not {self.muon_lr}.")
         if self.checkpoint_interval is not None and self.checkpoint_interval < 1:
             raise ValueError("--checkpoint-interval must be at least 1.")
 

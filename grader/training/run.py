@@ -7,7 +7,7 @@ from pathlib import Path
 
 from grader import threads
 from grader.training.checkpoint import FILENAME
-from grader.training.parts import load_parts, require_parts
+from grader.training.parts import load_parts, require_parts, second_half
 from grader.training.presets import Settings, preset
 from grader.training.runtime import Distributed, TrainError, pick_device
 
@@ -49,6 +49,7 @@ class Run:
 
         self.torch = torch
         self.dist = Distributed(torch)
+        self.notes = []  # header lines: whose part of exercises 10-14 the run uses, and why
         ckpt = self.load_checkpoint() if self.args.resume else None
         self.corpus = self.prepare_data(ckpt)
         self.config = self.resolve_config(ckpt)
@@ -56,6 +57,8 @@ class Run:
         if self.impl == "exercises":
             require_parts(self.config, TRAIN_NEEDS, "train")  # every unfinished part at once, before any work
         self.parts = load_parts(self.impl)
+        self.choose_optimizer()
+        self.choose_attention()
         device = self.dist.start(pick_device(self.args.device, torch))
         try:
             return Trainer(self, device, ckpt).train()
@@ -74,6 +77,10 @@ class Run:
         self.impl = self.impl or run["impl"]
         self.source = self.source or run["data"]
         self.preset = checked_preset(self.preset_name)
+        stored = ckpt["settings"].get("optimizer", "adamw")
+        if self.setting_flags.get("optimizer", stored) != stored:
+            raise TrainError(f"The checkpoint in {self.out} was trained with --optimizer {stored}; a resumed run "
+                             f"keeps its optimizer: drop --optimizer, or train into another --out.")
         self.settings = resolve_settings(self.preset, ckpt, self.setting_flags)
         return ckpt
 
@@ -87,6 +94,8 @@ class Run:
         return threads.apply(wanted)
 
     def prepare_data(self, ckpt):
+        import time
+
         from grader.training.corpus import prepare
 
         kind = getattr(self.args, "tokenizer", None)
@@ -95,8 +104,45 @@ class Run:
             if kind is not None and kind != stored:
                 raise TrainError(f"The checkpoint in {self.out} uses the {stored} tokenizer, not {kind}: "
                                  f"resume without --tokenizer, or train into another --out.")
+            if stored == "bpe":
+                self.notes.append(f"tokenizer: the byte-level BPE this run trained "
+                                  f"({'yours' if ckpt['tokenizer'].get('trained_by') == 'exercises' else 'the reference'})")
             return prepare(self.source, stored, ckpt["tokenizer"])
-        return prepare(self.source, kind or "char")
+        if kind != "bpe":
+            return prepare(self.source, kind or "char")
+        bpe, whose = second_half(self.impl, "11")
+        vocab_size = self.args.vocab_size
+        print(f"Training a byte-level BPE tokenizer to {vocab_size} tokens on the training split with {whose} "
+              f"train_bpe ...", flush=True)
+        started = time.perf_counter()
+        corpus = prepare(self.source, "bpe", vocab_size=vocab_size, bpe_module=bpe,
+                         trained_by=bpe.__name__.split(".")[0])
+        self.notes.append(f"tokenizer: byte-level BPE, {corpus.tokenizer.vocab_size} tokens, trained by {whose} "
+                          f"train_bpe in {time.perf_counter() - started:.1f} s (tokenizer.json)")
+        return corpus
+
+    def choose_optimizer(self):
+        """--optimizer muon: exercise 12's configure_muon (yours once 12 passes); AdamW: 07's, always yours."""
+        if self.settings.optimizer != "muon":
+            self.notes.append("optimizer: AdamW (07 configure_optimizers)")
+            self.muon = None
+            return
+        self.muon, whose = second_half(self.impl, "12")
+        self.notes.append(f"optimizer: Muon for the blocks' matrices (lr {self.settings.muon_lr:g}) + AdamW for the "
+                          f"rest (lr {self.settings.lr:g}): {whose} configure_muon")
+
+    def choose_attention(self):
+        """Attention through exercise 14's flash_attention (SDPA) once 14 passes (with --impl solutions: the
+        reference's), else the handwritten causal_attention of 03 (grader/training/speedups.py's Router)."""
+        import importlib
+
+        self.flash = None
+        speed, whose = second_half(self.impl, "14")
+        if self.impl == "exercises" and not speed.__name__.startswith("exercises"):
+            why = whose.split("(", 1)[1].rstrip(")") if "(" in whose else "14 is not done"
+            self.notes.append(f"attention: handwritten, your 03's causal_attention (SDPA once exercise 14 passes: {why})")
+            return
+        self.flash = (importlib.import_module(f"{self.impl}.attention"), speed.flash_attention, whose)
 
     def resolve_config(self, ckpt):
         import importlib

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from data.shakespeare import DataError
+from grader.project import Parser
 from grader.training.checkpoint import FILENAME, CheckpointError
 from grader.training.parts import IMPLS, exit_status, load_parts, require_parts
 
@@ -19,7 +20,7 @@ PROGRAM = "python -m grader sample"
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog=PROGRAM, description="Print text from a checkpoint written by `python -m grader train`.")
+    parser = Parser(prog=PROGRAM, description="Print text from a checkpoint written by `python -m grader train`.")
     parser.add_argument("--out", default="runs/cpu", help="the training run's directory (default runs/cpu)")
     parser.add_argument("--prompt", default="", help="the text to continue (default: a new line)")
     parser.add_argument("--max-new-tokens", type=int, default=500)
@@ -65,8 +66,13 @@ def check(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-    return exit_status(lambda: check(args) or run(args), args.impl, (DataError, CheckpointError, ValueError))
+    argv = sys.argv[1:] if argv is None else list(argv)
+
+    def command():
+        args = build_parser().parse_args(argv)
+        return check(args) or run(args)
+
+    return exit_status(command, "solutions" if "solutions" in argv else None, (DataError, CheckpointError, ValueError))
 
 
 def run(args) -> int:

@@ -20,6 +20,7 @@ import typing
 
 from data.shakespeare import DataError
 from data.tokenizers import TOKENIZERS
+from grader.project import Parser, UsageError
 from grader.training.checkpoint import CheckpointError
 from grader.training.parts import IMPLS, exit_status
 from grader.training.presets import PRESETS, SETTING_NAMES, Settings
@@ -72,7 +73,7 @@ def _add_field_flag(group, field, help_text):
 
 def build_parser() -> argparse.ArgumentParser:
     presets = "; ".join(f"{name}: {p['about']}" for name, p in PRESETS.items())
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=PROGRAM, description="Train your GPT (your exercises, swaps applied) and watch it learn.",
         epilog="Model and training flags override the preset's values. With --resume, everything not given "
                "comes from the checkpoint.",
@@ -80,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=argparse.SUPPRESS,
                         help="shakespeare (default), synthetic (or synthetic:N tokens), or the path of a UTF-8 text file")
     parser.add_argument("--tokenizer", default=argparse.SUPPRESS, choices=TOKENIZERS,
-                        help="char (default: one token per character) or gpt2 (tiktoken's GPT-2 BPE)")
+                        help="char (default: one token per character), gpt2 (tiktoken's GPT-2 BPE) or bpe (a "
+                             "byte-level BPE trained on the training split with exercise 11's train_bpe)")
+    parser.add_argument("--vocab-size", type=int, default=None, metavar="N",
+                        help="with --tokenizer bpe: the vocabulary to train (default 512)")
     parser.add_argument("--preset", default=argparse.SUPPRESS, metavar="NAME", help=f"default cpu. {presets}")
     parser.add_argument("--impl", default=argparse.SUPPRESS, choices=IMPLS,
                         help="exercises (default: yours, swaps applied) or solutions (the reference)")
@@ -106,7 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.vocab_size is not None and getattr(args, "tokenizer", None) != "bpe":
+        parser.error("--vocab-size goes with --tokenizer bpe (char and gpt2 have fixed vocabularies)")
+    if getattr(args, "tokenizer", None) == "bpe":
+        args.vocab_size = args.vocab_size or 512
+        if args.vocab_size < 257:
+            parser.error(f"--vocab-size must be at least 257 (256 bytes and <|endoftext|>), not {args.vocab_size}")
     explicit = vars(args)
     model_flags = {f.name: explicit.pop(f.name) for f in config_fields() if f.name in explicit}
     setting_flags = {name: explicit.pop(name) for name in SETTING_NAMES if name in explicit}
@@ -115,11 +126,15 @@ def parse_args(argv):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args, model_flags, setting_flags = parse_args(argv)
-    from grader.training.run import Run
 
-    return exit_status(lambda: Run(args, model_flags, setting_flags).start(), getattr(args, "impl", None),
-                       (TrainError, DataError, CheckpointError))
+    def command():
+        args, model_flags, setting_flags = parse_args(argv)
+        from grader.training.run import Run
+
+        return Run(args, model_flags, setting_flags).start()
+
+    impl = "solutions" if "solutions" in argv else None
+    return exit_status(command, impl, (UsageError, TrainError, DataError, CheckpointError))
 
 
 def threads_flag(text: str) -> int:

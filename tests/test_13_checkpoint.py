@@ -82,8 +82,7 @@ ONE_PREFIX = ("only one prefix was stripped from keys that carry two ('module._o
 ANOTHER_CONFIG = "load_checkpoint accepted a checkpoint of another config ({field} differs)"
 NOT_VALUE_ERROR = ("a checkpoint of another config must be refused with ValueError naming the first differing field; "
                    "load_checkpoint raised {kind}")
-NOT_FIRST = ("the ValueError does not name the first differing field ({field}, in GPTConfig's order); "
-             "its message: {message!r}")
+NOT_FIRST = "the ValueError does not name the first differing field ({field}, in GPTConfig's order)"
 DROPOUT_REFUSED = ("load_checkpoint refused a checkpoint whose config differs from the model's only in dropout; dropout "
                    "holds no weights, so a run may resume with another")
 CONFIG_OBJECT = ("the config was saved as a GPTConfig object, not as a dict: weights_only loading refuses objects; store "
@@ -511,6 +510,8 @@ def test_a_failing_write_leaves_the_previous_checkpoint_and_no_temporary_file(tm
         fail(MODULE, "After a failed save, load_checkpoint(path, model) does not give the first checkpoint's weights.")
 
 
+# The child process of the killed-write test. Where CUDA is already initialised a forked child cannot use it, so
+# the child is a fresh interpreter running this script (an import of torch: seconds); elsewhere os.fork (instant).
 KILLED_WRITE = r"""
 import importlib, json, os, resource, signal, sys
 import torch
@@ -530,10 +531,48 @@ print("the save finished")
 """
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="needs RLIMIT_FSIZE and SIGXFSZ (Unix)")
-def test_a_process_killed_while_writing_leaves_the_previous_checkpoint(tmp_path):
+def save_in_a_child_limited_to(limit, path, cfg):
+    """Run the learner's save_checkpoint in a child process that no file may grow past limit bytes in (the kernel
+    kills it with SIGXFSZ at that point of the write). Returns (killed by SIGXFSZ, what happened otherwise)."""
+    import resource
     import signal
 
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        env = dict(os.environ, KATA_IMPL=impl(), PYTHONDONTWRITEBYTECODE="1",
+                   PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        proc = subprocess.run([sys.executable, "-c", KILLED_WRITE, str(path), str(limit),
+                               json.dumps(dataclasses.asdict(cfg))], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=300)
+        tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
+        return proc.returncode == -signal.SIGXFSZ, f"it exited with {proc.returncode}: {tail}"
+    model = gpt(cfg, seed=1)  # built here: the child only writes
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    save = mine().save_checkpoint
+    read, write = os.pipe()  # a pipe, not a file: the size limit does not apply to it
+    pid = os.fork()
+    if pid == 0:  # the child: write, and never return into pytest
+        os.close(read)
+        code = 0
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores SIGXFSZ; by default it kills the process
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+            save(path, model, optimizer, 2, cfg)
+            os.write(write, b"the save finished")
+        except BaseException as error:  # noqa: BLE001  reported to the parent
+            os.write(write, f"{type(error).__name__}: {error}".encode()[:2000])
+            code = 3
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return os.WTERMSIG(status) == signal.SIGXFSZ, f"it was killed by signal {os.WTERMSIG(status)}"
+    return False, f"it exited with {os.WEXITSTATUS(status)}: {said}"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs RLIMIT_FSIZE and SIGXFSZ (Unix)")
+def test_a_process_killed_while_writing_leaves_the_previous_checkpoint(tmp_path):
     cfg = config()
     model = gpt(cfg, seed=0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -541,17 +580,11 @@ def test_a_process_killed_while_writing_leaves_the_previous_checkpoint(tmp_path)
     learner_save(path, model, optimizer, 1, cfg)
     before = path.read_bytes()
     first = snapshot(model)
-    env = dict(os.environ, KATA_IMPL=impl(), PYTHONDONTWRITEBYTECODE="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    limit = len(before) // 2  # no file may grow past half the checkpoint's size: the kernel kills the writer there
-    proc = subprocess.run([sys.executable, "-c", KILLED_WRITE, str(path), str(limit),
-                           json.dumps(dataclasses.asdict(cfg))], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
-    if proc.returncode != -signal.SIGXFSZ:
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+    limit = len(before) // 2  # half the checkpoint's size
+    killed, otherwise = save_in_a_child_limited_to(limit, path, cfg)
+    if not killed:
         fail(MODULE, f"A process calling save_checkpoint with files limited to {limit} bytes (half the checkpoint) "
-                     f"should have been killed by SIGXFSZ while writing; it exited with {proc.returncode}: "
-                     f"{' | '.join(tail)}")
+                     f"should have been killed by SIGXFSZ while writing; {otherwise}")
     if path.read_bytes() != before:
         fail(MODULE, "A process killed half way through save_checkpoint changed the previous checkpoint's file.",
              cause=IN_PLACE)
@@ -699,7 +732,8 @@ def test_a_checkpoint_of_another_config_is_refused_naming_the_first_differing_fi
         fail(MODULE, f"{what} raised {kind}: {message.strip().splitlines()[0] if message.strip() else ''}",
              cause=NOT_VALUE_ERROR.format(kind=kind))
     if first not in message.replace(str(path), ""):
-        fail(MODULE, f"{what}: the ValueError should name {first}.", cause=NOT_FIRST.format(field=first, message=message))
+        fail(MODULE, f"{what}: the ValueError should name {first}; its message: {message!r}.",
+             cause=NOT_FIRST.format(field=first))
 
 
 def test_a_checkpoint_that_differs_only_in_dropout_loads(tmp_path):

@@ -20,7 +20,6 @@ import contextlib
 import copy
 import dataclasses
 import errno
-import importlib.util
 import io
 import json
 import os
@@ -365,7 +364,7 @@ def test_resume_is_bit_exact_with_your_adamw_and_train_step(tmp_path):
 
 
 def test_resume_is_bit_exact_with_your_muon(tmp_path):
-    if importlib.util.find_spec("solutions.muon") is None:
+    if not (ROOT / "solutions" / "muon.py").is_file():  # the file itself: an editable install may resolve the name
         pytest.skip("12 muon is not in this project yet (no solutions/muon.py)")
 
     def make(model):

@@ -22,12 +22,14 @@ that the runs' losses compare on one estimate. Data: Tiny Shakespeare, found as 
     python bench/train_speed.py --quick                 # a few hundred steps: checks that the script works
     python bench/train_speed.py --anchor --matched      # the whole benchmark on a quiet machine (~30 min on 2 cores)
     python bench/train_speed.py --device cuda --throughput gpu gpu-modern
+    python bench/train_speed.py --threads-check         # the thread choice, quiet and under load (~5 min)
 
-Timings are only meaningful on a quiet machine (on a busy 2-core one, torch's 2 threads ran 5-10x slower than
---threads 1). With --compile, compilation lands in the first train steps.
+Timings are only meaningful on a quiet machine, except in --threads-check, which makes its own load (one busy
+loop per core) to show the thread choice under it. With --compile, compilation lands in the first train steps.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -73,14 +75,14 @@ def shown(cmd):
 def train(name, args, work, common, threads=None):
     """Run `python -m grader train --impl solutions ARGS --out WORK/NAME`; its metrics and timings."""
     out = work / name
-    cmd = [sys.executable, "-m", "grader", "train", "--impl", "solutions", *args, *common, "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
-    cmd_text = (f"OMP_NUM_THREADS={threads} " if threads else "") + shown(cmd)
+    cmd = [sys.executable, "-m", "grader", "train", "--impl", "solutions", *args, *common, "--out", str(out),
+           *(["--threads", str(threads)] if threads is not None else [])]
+    cmd_text = shown(cmd)
     print(f"[{name}] {cmd_text}", flush=True)
     log = work / f"{name}.log"
     start = time.perf_counter()
     with open(log, "w") as f:
-        code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode
     wall = time.perf_counter() - start
     if code != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
@@ -162,6 +164,48 @@ def print_table(runs):
               f"{fmt(m['overhead'], '.1%'):>10}{fmt(cmd_overhead, '.1%'):>9}")
 
 
+class BusyLoops:
+    """One process per core spinning at 100 % (a competing load: another program, a test suite)."""
+
+    def __enter__(self):
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+        time.sleep(1.0)
+        return self
+
+    def __exit__(self, *exc):
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+
+
+THREAD_RUNS = {"tiny": 300, "cpu": 150}  # steps: enough for a steady rate, a few seconds each
+
+
+def threads_check(work, common):
+    """tiny and cpu presets' train-step tokens/s with the default thread choice, one thread and every core
+    (torch's own default, what the command used before it chose), quiet and under a busy loop per core."""
+    rows = []
+    for load in ("quiet", "loaded"):
+        with BusyLoops() if load == "loaded" else contextlib.nullcontext():
+            for preset, steps in THREAD_RUNS.items():
+                rates = {}
+                for label, threads in (("default", None), ("1 thread", 1), ("all cores", 0)):
+                    argv = ["--preset", preset, "--max-steps", str(steps), "--eval-interval", str(steps),
+                            "--eval-iters", "1", "--sample-tokens", "0", "--final-sample-tokens", "0"]
+                    run = train(f"{preset}-{load}-{label.replace(' ', '-')}", argv, work, common, threads)
+                    rates[label] = (run["metrics"]["train_step_tokens_per_second"], run["metrics"].get("threads"))
+                rows.append((preset, load, rates))
+    print(f"\n{'preset':<8}{'machine':<9}{'default (threads)':>22}{'1 thread':>12}{'all cores':>12}"
+          f"{'best / default':>16}")
+    for preset, load, rates in rows:
+        default, chosen = rates["default"]
+        best = max(rate for rate, _ in rates.values())
+        print(f"{preset:<8}{load:<9}{default:>14,.0f} ({chosen}){rates['1 thread'][0]:>12,.0f}"
+              f"{rates['all cores'][0]:>12,.0f}{best / default:>15.2f}x")
+    print(f"  train-step tokens/s; 'loaded': one busy loop per core ({os.cpu_count()}) runs beside the training. "
+          f"Goal: best / default <= 1.2 in every row.")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
@@ -181,7 +225,10 @@ def main():
     parser.add_argument("--extra", default="", metavar="'ARGS'",
                         help="more train flags for every run, e.g. --extra='--compile' or --extra='--dtype float32'")
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="OMP_NUM_THREADS for every run (default: torch's own choice, one per core)")
+                        help="--threads N for every run (default: the train command's own choice)")
+    parser.add_argument("--threads-check", action="store_true",
+                        help="only the thread check: tiny and cpu presets' tokens/s with the default thread choice, "
+                             "1 thread and all cores, quiet and under a busy loop per core")
     parser.add_argument("--keep", metavar="DIR", help="keep the runs' outputs and logs in DIR (default: a temp dir)")
     args = parser.parse_args()
 
@@ -211,6 +258,14 @@ def main():
           + (f" (--threads {args.threads})" if args.threads else "")
           + (" -- QUICK: a check of the script, not a benchmark" if args.quick else ""))
     print(f"outputs in {work}\n", flush=True)
+
+    if args.threads_check:
+        try:
+            threads_check(work, common)
+        finally:
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
+        return
 
     runs = {}
 

@@ -89,22 +89,45 @@ class GPT2Tokenizer:
         return {"kind": "gpt2"}
 
 
+# tiktoken's cache names for the two files (the sha1 of their URLs), in its cache folder
+TIKTOKEN_CACHE_NAMES = {"vocab.bpe": "6d1cbeee0f20b3d9449abfede4726ed8212e3aee",
+                        "encoder.json": "6c7ea1a7e38e3a7f062df639a5b80947f075ffe6"}
+
+
+def gpt2_files() -> tuple[Path, Path] | None:
+    """Paths of GPT-2's (vocab.bpe, encoder.json) on this machine, or None; not hash-checked here.
+
+    Looked for in $KATA_DATA_DIR/gpt2-bpe/, then in tiktoken's cache (TIKTOKEN_CACHE_DIR, DATA_GYM_CACHE_DIR or
+    <tmp>/data-gym-cache), where `tiktoken.get_encoding("gpt2")` leaves them after its one download.
+    """
+    if os.environ.get(ENV_DATA_DIR):
+        local = Path(os.environ[ENV_DATA_DIR]).expanduser() / "gpt2-bpe"
+        if all((local / name).is_file() for name in GPT2_FILES):
+            return local / "vocab.bpe", local / "encoder.json"
+    import tempfile
+
+    cache = Path(os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
+                 or Path(tempfile.gettempdir()) / "data-gym-cache")
+    cached = [cache / TIKTOKEN_CACHE_NAMES[name] for name in ("vocab.bpe", "encoder.json")]
+    return (cached[0], cached[1]) if all(p.is_file() for p in cached) else None
+
+
 def gpt2_encoding():
-    """tiktoken's gpt2 encoding: from $KATA_DATA_DIR/gpt2-bpe/ when the two files are there, else tiktoken's own."""
+    """tiktoken's gpt2 encoding: from gpt2_files() when they are found (hash-checked), else tiktoken's own."""
     import tiktoken
 
-    local = Path(os.environ.get(ENV_DATA_DIR, "")).expanduser() / "gpt2-bpe" if os.environ.get(ENV_DATA_DIR) else None
-    if local is not None and all((local / name).is_file() for name in GPT2_FILES):
+    files = gpt2_files()
+    if files is not None:
         from tiktoken.load import data_gym_to_mergeable_bpe_ranks
         from tiktoken_ext.openai_public import r50k_pat_str
 
         try:
             ranks = data_gym_to_mergeable_bpe_ranks(
-                vocab_bpe_file=str(local / "vocab.bpe"), encoder_json_file=str(local / "encoder.json"),
+                vocab_bpe_file=str(files[0]), encoder_json_file=str(files[1]),
                 vocab_bpe_hash=GPT2_FILES["vocab.bpe"], encoder_json_hash=GPT2_FILES["encoder.json"],
             )
         except ValueError as error:
-            raise DataError(f"The GPT-2 files in {local} are not the right ones ({error}).") from None
+            raise DataError(f"The GPT-2 files in {files[0].parent} are not the right ones ({error}).") from None
         return tiktoken.Encoding(
             name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
             special_tokens={"<|endoftext|>": 50256}, explicit_n_vocab=50257,

@@ -15,8 +15,13 @@ States (in the order they are decided):
     in progress         some passed, the rest not started, none failed
     failing             anything else
     blocked             failing, not started, in progress (or timed out elsewhere than in its own file)
-                        while a dependency (registry, transitively) is neither passed nor swapped:
+                        while a dependency (registry, transitively, but not through a swapped
+                        exercise: the reference brings its own) is neither passed nor swapped:
                         "blocked by NN", NN being the dependency its failures point at, else the first
+
+Every screen and format (overview, list, check, watch, JSON, Gradescope, JUnit) takes an
+exercise's state from compute(), and every command runs the tests it needs for that: the
+exercise's own, and its dependencies' (whose untouched files are reported without running).
 
 Points: an exercise's points when it passes (and the learner did not give up on it
 with `solution NN --give-up`); swapped exercises earn nothing but stay in the total,
@@ -36,14 +41,14 @@ def parts_swapped(ex: Exercise, swapped) -> list[Exercise]:
     """For an exercise without a module of its own (99), the swapped exercises whose modules it runs."""
     if ex.has_module:
         return []
-    return [d for d in dependencies(ex) if d.has_module and d in swapped]
+    return [d for d in dependencies(ex, swapped) if d.has_module and d in swapped]
 
 
 def fully_swapped(ex: Exercise, swapped) -> bool:
     """Swapped itself, or (99) every module it runs is swapped: its tests would only test the reference."""
     if ex.has_module:
         return ex in swapped
-    parts = [d for d in dependencies(ex) if d.has_module]
+    parts = [d for d in dependencies(ex, swapped) if d.has_module]
     return bool(parts) and all(d in swapped for d in parts)
 
 
@@ -57,6 +62,14 @@ class Status:
     gave_up: str | None = None  # when, if the learner gave up on it
     timeout: float | None = None
     with_swaps: list[Exercise] = field(default_factory=list)  # (99) the swapped parts it ran with
+
+    @property
+    def cause(self) -> str | None:
+        """The mistake the first failure names, when its test established it (tests/harness.py)."""
+        if self.state not in ("failing", "blocked"):
+            return None
+        first = next((t for t in self.tests if t["outcome"] in BAD_OUTCOMES), None)
+        return first.get("cause") if first and first.get("message") == self.message else None
 
     @property
     def passed(self) -> int:
@@ -173,7 +186,7 @@ def own_state(ex: Exercise, tests: list[dict], module_check: dict, project: Proj
 
 def compute(project: Project, report: dict, swapped: list[Exercise], gave_up: dict[str, str],
             exercises=EXERCISES) -> Progress:
-    """Each exercise's Status from a kata report (see grader/plugin.py)."""
+    """Each exercise's Status from a kata report (see grader/plugin/)."""
     impl = report.get("impl", "exercises")
     by_exercise: dict[str, list[dict]] = {}
     for t in report.get("tests", []):
@@ -203,7 +216,7 @@ def compute(project: Project, report: dict, swapped: list[Exercise], gave_up: di
 
 def _blocker(ex: Exercise, tests: list[dict], statuses: dict[str, Status], swapped) -> Exercise | None:
     """The dependency that keeps ex from passing: the one its failures point at, else the first not done."""
-    deps = [d for d in dependencies(ex) if d not in swapped]
+    deps = [d for d in dependencies(ex, swapped) if d not in swapped]
     for t in tests:  # a crash or a hang in a dependency's file
         culprit = _file_exercise(t.get("crash") or t.get("hung"))
         if culprit in deps and (culprit.id not in statuses or statuses[culprit.id].state != "passed"):

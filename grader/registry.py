@@ -153,7 +153,47 @@ EXERCISES: tuple[Exercise, ...] = (
         ),
     ),
     Exercise(
-        "13", "checkpoint", "Checkpoints and exact resume", ("07", "08"), 10,
+        "11", "bpe", "Byte-pair encoding: training and tokenizing", (), 15,
+        (
+            "Work on bytes, never on characters: text.encode(\"utf-8\"), and a token is a bytes object. Cut the "
+            "special tokens out first, then split each other part with the given pattern (PRETOKEN.findall); "
+            "nothing ever merges across the pieces.",
+            "Training: count every adjacent pair inside each distinct pre-token (b\"aaa\" holds (a, a) twice), "
+            "times how often that pre-token occurs. The winner is max(count), and among equal counts the "
+            "greater (left bytes, right bytes) tuple. Replace it left to right: b\"aaa\" becomes [aa, a]. "
+            "Merge k gets id 256 + k; the special tokens come after the merges.",
+            "Encoding is not training: within a pre-token, merge the adjacent pair whose concatenation left + "
+            "right has the lowest id in the vocab (the leftmost of equals), and repeat until no concatenation "
+            "is a token. Look the whole pre-token up first: if its bytes are a token, that is its one id.",
+            "Special tokens: one regex alternation of regex.escape(s) for s in the tokens sorted longest first, "
+            "in a capturing group, so that regex.split keeps them. decode: b\"\".join(vocab[i] for i in ids)"
+            ".decode(\"utf-8\", errors=\"replace\").",
+            "encode_iterable: keep a buffer; after each chunk, hold back its last (longest special - 1) "
+            "characters and the last two pre-tokens of the ordinary text before them (\"we'l\" + \"l\" is "
+            "\"'ll\"), yield the ids of the pieces before them, and keep the rest. Speed: count pairs once and "
+            "update only the pre-tokens that hold the merged pair; cache each pre-token's ids.",
+        ),
+    ),
+    Exercise(
+        "12", "muon", "The Muon optimizer", ("08",), 15,
+        (
+            "Muon steps along an orthogonalised momentum: every singular value of the update pushed towards 1. "
+            "newton_schulz does that with matrix products only; Muon.step is SGD with momentum around it. Make "
+            "newton_schulz pass first: the Muon tests build on it.",
+            "newton_schulz: normalise before iterating (X = G / (G.norm() + eps), after X = G.to(dtype)), and "
+            "transpose a tall G (rows > cols) so that A = X @ X.mT is the small Gram matrix; undo the transpose "
+            "at the end and return .to(G.dtype). Don't expect singular values of exactly 1.",
+            "The momentum is torch's lerp form: buf.lerp_(grad, 1 - momentum), updated before it is used; with "
+            "Nesterov the update is grad.lerp(buf, momentum), a new tensor (leave p.grad alone), else buf itself. "
+            "Decay first with the plain lr, p.mul_(1 - lr * weight_decay); only the update's lr is scaled.",
+            "muon_update ends with p.add_(newton_schulz(update, steps=ns_steps, dtype=ns_dtype), alpha=-lr * "
+            "math.sqrt(max(1, rows / cols))). configure_muon: Muon group = [p for name, p in "
+            "model.named_parameters() if name.startswith('transformer.h.') and p.dim() == 2]; everything else "
+            "(embeddings, lm_head, norms, biases) goes to AdamW; both groups get use_muon, lr and initial_lr.",
+        ),
+    ),
+    Exercise(
+        "13", "checkpoint", "Checkpoints and exact resume", ("07", "08", "12"), 10,
         (
             "A resumed run must go on as if it had never stopped. List what decides the next step: the weights, "
             "the optimizer's moments, the step (for the schedule), the random numbers dropout draws, the batches. "
@@ -168,6 +208,23 @@ EXERCISES: tuple[Exercise, ...] = (
             "dataclasses.asdict(config). Walk dataclasses.fields(model.config) in order, skip dropout, and raise "
             "ValueError naming the first field that differs. While a key starts with '_orig_mod.' or 'module.', "
             "drop that prefix; then model.load_state_dict and optimizer.load_state_dict.",
+        ),
+    ),
+    Exercise(
+        "14", "speed", "Faster training: flash attention, bf16, compile, padded vocabulary", ("06",), 10,
+        (
+            "Every function here must give what it replaces: flash_attention what 03's causal_attention gives, "
+            "the padded GPT the loss and samples of an unpadded one. Only the speed may change.",
+            "flash_attention: F.scaled_dot_product_attention(q, k, v, is_causal=True) is right only when Tq == Tk. "
+            "is_causal aligns its mask top-left, so with Tq < Tk (a cached decoding step) query i would see keys "
+            "0 .. i. For Tq < Tk pass attn_mask: a boolean (Tq, Tk) mask, True where the query may look.",
+            "padded_vocab rounds up: (vocab_size + multiple - 1) // multiple * multiple. PaddedGPT builds your GPT "
+            "from dataclasses.replace(config, vocab_size=padded), keeps the real config as self.config, and "
+            "forward slices logits[..., :config.vocab_size] before taking the loss on them.",
+            "autocast: torch.device(device).type gives 'cuda' for 'cuda:1'; return torch.autocast(device_type=..., "
+            "dtype=torch.bfloat16) for 'cuda' and 'cpu', contextlib.nullcontext() otherwise. compiled: try "
+            "torch.compile(model) and one forward under torch.no_grad() on a (1, 1) batch of token ids; on any "
+            "exception print one line to sys.stderr and return the model itself.",
         ),
     ),
     Exercise(
@@ -206,13 +263,19 @@ def for_module(module: str) -> Exercise:
     return BY_NAME[module]
 
 
-def dependencies(ex: Exercise) -> list[Exercise]:
-    """Every exercise ex needs, directly or not, in course order."""
+def dependencies(ex: Exercise, swapped=()) -> list[Exercise]:
+    """Every exercise whose learner code ex runs, directly or not, in course order.
+
+    swapped: exercises whose reference stands in (grader/swaps.py). A swapped module brings the
+    reference's own modules with it, so the search stops there: it is listed, its own
+    dependencies are not (unless another path reaches them).
+    """
     seen: set[str] = set()
     stack = list(ex.depends)
     while stack:
         dep = stack.pop()
         if dep not in seen:
             seen.add(dep)
-            stack.extend(BY_ID[dep].depends)
+            if BY_ID[dep] not in swapped:
+                stack.extend(BY_ID[dep].depends)
     return [e for e in EXERCISES if e.id in seen]

@@ -2,8 +2,10 @@
 
     {"version": 1, "hints": {"03": 2}, "gave_up": {"03": "2025-01-31T14:05:09"}}
 
-A file that is not this shape is never rewritten: every command that needs it
-stops with one sentence (exit 2) until the learner fixes or deletes it.
+A file that is not this shape is never rewritten. Commands that only read it (the
+overview, check, watch, hint) say so in one sentence and go on as if it were empty;
+a command that must record something in it (`solution --give-up`) stops with that
+sentence (exit 2) until the learner fixes or deletes it.
 """
 
 import json
@@ -18,6 +20,14 @@ from .registry import BY_ID
 class State:
     hints: dict[str, int] = field(default_factory=dict)  # exercise id -> hints shown so far
     gave_up: dict[str, str] = field(default_factory=dict)  # exercise id -> when (ISO time)
+
+
+def read(project: Project) -> tuple[State, str | None]:
+    """(the state, None), or (an empty state, the sentence saying why the file cannot be used)."""
+    try:
+        return load(project), None
+    except KataError as error:
+        return State(), str(error)
 
 
 def load(project: Project) -> State:

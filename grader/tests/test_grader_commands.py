@@ -110,7 +110,7 @@ def test_end_to_end_with_some_parts_swapped_passes_but_scores_nothing(capsys, fa
     capsys.readouterr()
     data, label = labels(capsys, fake)
     assert label["99"] == "passed (with 09 swapped)"
-    assert data["score"] == sum(ex.points for ex in EXERCISES) - 10 - 15  # all but 09 and 99
+    assert data["score"] == sum(ex.points for ex in EXERCISES) - BY_ID["09"].points - BY_ID["99"].points
 
 
 def test_swap_applies_in_pytest_too(fake, tmp_path):
@@ -182,16 +182,10 @@ def test_solution_of_a_swapped_exercise_needs_give_up(capsys, fake):
 ])
 def test_train_gets_the_rest_of_the_arguments(monkeypatch, argv, expected):
     seen = []
-    monkeypatch.setitem(sys.modules, "grader.train", types.SimpleNamespace(main=lambda a: seen.append(a) or 7))
+    monkeypatch.setitem(sys.modules, "grader.training.train", types.SimpleNamespace(main=lambda a: seen.append(a) or 7))
     monkeypatch.setenv("KATA_IMPL", "solutions")  # restored afterwards: train sets it from --impl
     assert main(argv) == 7
     assert seen == [expected]
-
-
-def test_a_missing_sample_module_says_so(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "grader.sample", None)  # as if grader/sample.py did not exist
-    assert main(["sample", "--n", "3"]) == 2
-    assert "grader/sample.py does not exist" in capsys.readouterr().err
 
 
 # --- malformed input: one sentence, exit 2, nothing changed ----------------------------------
@@ -237,14 +231,27 @@ def test_corrupt_swap_file_exits_2_and_is_left_as_it_was(capsys, fake, content, 
     assert fake.snapshot() == before and not (tmp_path / "results.json").exists()
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"hints": {"03": -1}}', '{"hints": {"42": 1}}', "[]",
-                                     '{"gave_up": {"01": 5}}'])
-@pytest.mark.parametrize("argv", [[], ["hint", "03"], ["solution", "01", "--give-up"]])
-def test_corrupt_state_file_exits_2_and_is_left_as_it_was(capsys, fake, content, argv):
+CORRUPT_STATES = ["{not json", '{"hints": {"03": -1}}', '{"hints": {"42": 1}}', "[]", '{"gave_up": {"01": 5}}']
+
+
+@pytest.mark.parametrize("content", CORRUPT_STATES)
+@pytest.mark.parametrize("argv", [[], ["list"], ["check", "01"], ["hint", "03"]])
+def test_a_corrupt_state_file_is_reported_once_ignored_and_left_as_it_was(capsys, fake, content, argv):
     (fake.root / ".kata").mkdir()
     (fake.root / ".kata" / "state.json").write_text(content)
     before = fake.snapshot()
     code, out, err = run(capsys, fake, *argv)
+    assert code in (0, 1) and ".kata/state.json is not valid" in err and len(err.strip().splitlines()) == 1
+    assert out.strip(), "the command still shows what it shows"
+    assert fake.snapshot() == before
+
+
+@pytest.mark.parametrize("content", CORRUPT_STATES)
+def test_giving_up_with_a_corrupt_state_file_exits_2_and_records_nothing(capsys, fake, content):
+    (fake.root / ".kata").mkdir()
+    (fake.root / ".kata" / "state.json").write_text(content)
+    before = fake.snapshot()
+    code, out, err = run(capsys, fake, "solution", "01", "--give-up")
     assert code == 2 and ".kata/state.json is not valid" in err and len(err.strip().splitlines()) == 1
     assert fake.snapshot() == before
 
@@ -285,3 +292,25 @@ def test_the_console_script_is_declared():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["kata"] == "grader.__main__:main"
     assert cli.main is __import__("grader.__main__", fromlist=["main"]).main
+
+
+# --- what passed, for train and sample ------------------------------------------------------
+
+
+def test_a_check_records_what_passed_for_exactly_these_files(capsys, fake):
+    from grader import passed
+    from grader.project import Project
+
+    project = Project.at(fake.root)
+    ex = BY_ID["04"]
+    assert passed.passes(project, ex) is None  # never checked
+    fake.solve("04")
+    assert main(fake.args("check", "04")) == 0
+    assert passed.passes(project, ex) is True
+    assert passed.learner_or_reference(project, ex)[0] == "exercises"
+    fake.write("04", first=True)  # a save: the record no longer applies
+    assert passed.passes(project, ex) is None
+    assert "has not been checked since it changed" in passed.learner_or_reference(project, ex)[1]
+    assert main(fake.args("check", "04")) == 1
+    assert passed.passes(project, ex) is False
+    capsys.readouterr()

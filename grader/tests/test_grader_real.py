@@ -21,3 +21,22 @@ def test_fresh_checkout_shows_zero_percent_and_next_01_norms(tmp_path, capsys):
         assert exercise["passed"] == 0 and exercise["total"] > 0
         assert {t["outcome"] for t in exercise["tests"]} <= {"not_started", "skipped"}, exercise["id"]
     assert len(data["exercises"]) == len(EXERCISES)
+
+
+def test_the_overview_at_80_columns_shows_a_named_mistake_whole(tmp_path, capsys, monkeypatch):
+    """layer_norm with the unbiased variance: the overview wraps the diagnosis, it never cuts it."""
+    from grader.mutants import corpus
+    from grader.registry import ROOT
+
+    mutant = next(m for m in corpus() if m.id == "01-unbiased-variance")
+    text = mutant.apply((ROOT / "solutions" / "norms.py").read_text(encoding="utf-8"))
+    project = make_project(tmp_path, {}, exercises="fresh")
+    (project / "exercises" / "norms.py").write_text(text, encoding="utf-8")
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["--root", str(project), "--format", "json"]) == 0
+    norms = next(e for e in json.loads(capsys.readouterr().out)["exercises"] if e["id"] == "01")
+    cause = next(t["cause"] for t in norms["tests"] if t.get("cause"))
+    assert main(["--root", str(project)]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert " ".join(cause.split()) in " ".join(out.split()), out

@@ -12,8 +12,8 @@ import types
 import pytest
 import torch
 
-from grader import sample as sample_cmd
-from grader import train as train_cmd
+from grader.training import sample as sample_cmd
+from grader.training import run as run_module, runtime, train as train_cmd
 from grader.training import checkpoint
 from grader.training.parts import load_parts
 
@@ -183,11 +183,11 @@ def test_ctrl_c_saves_and_resume_continues_bit_exactly(text_file, tmp_path, monk
                      "--dropout", "0.1", "--sample-tokens", "0")  # dropout: the RNG states must resume too
     assert run_train(*argv)[0] == 0
     split = [a if a != str(tmp_path / "straight") else str(tmp_path / "split") for a in argv]
-    monkeypatch.setattr(train_cmd, "load_parts", lambda impl: parts_with(interrupt_at(3)))
+    monkeypatch.setattr(run_module, "load_parts", lambda impl: parts_with(interrupt_at(3)))
     code, captured = run_train(*split, capsys=capsys)
     assert code == 130 and "--resume" in captured.out
     assert state_of(tmp_path / "split")["step"] == 3
-    monkeypatch.setattr(train_cmd, "load_parts", load_parts)
+    monkeypatch.setattr(run_module, "load_parts", load_parts)
     assert run_train(*split, "--resume")[0] == 0
     a, b = state_of(tmp_path / "straight"), state_of(tmp_path / "split")
     assert a["step"] == b["step"] == 8
@@ -223,7 +223,7 @@ def poison_after(k):
 
 def test_nan_loss_stops_naming_the_step_and_cause_and_keeps_the_last_good_checkpoint(
         text_file, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(train_cmd, "load_parts", lambda impl: parts_with(poison_after(5)))
+    monkeypatch.setattr(run_module, "load_parts", lambda impl: parts_with(poison_after(5)))
     out = tmp_path / "run"
     code, captured = run_train(*tiny_args(text_file, out, "--max-steps", "10", "--checkpoint-interval", "2",
                                           "--eval-interval", "100", "--sample-tokens", "0"), capsys=capsys)
@@ -239,7 +239,7 @@ def test_nan_at_the_first_step_blames_the_init_or_a_missing_scale(text_file, tmp
         real(*args, **kwargs)
         return float("nan")
 
-    monkeypatch.setattr(train_cmd, "load_parts", lambda impl: parts_with(nan_loss))
+    monkeypatch.setattr(run_module, "load_parts", lambda impl: parts_with(nan_loss))
     code, captured = run_train(*tiny_args(text_file, tmp_path / "run", "--sample-tokens", "0"), capsys=capsys)
     message = captured.err.strip().splitlines()[-1]
     assert code == 1 and "step 0" in message and "not the learning rate" in message
@@ -257,7 +257,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_whole(text_file, tm
             raise KeyboardInterrupt
         return real_save(obj, f, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint.torch, "save", dying_save)
+    monkeypatch.setattr(torch, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
         run_train(*tiny_args(text_file, out, "--checkpoint-interval", "2", "--sample-tokens", "0"))
     assert state_of(out)["step"] == 2
@@ -272,7 +272,7 @@ def test_checkpoints_are_written_while_training(text_file, tmp_path, monkeypatch
         seen.append(checkpoint.load(path)["step"] if path.exists() else None)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_cmd, "load_parts", lambda impl: parts_with(watch))
+    monkeypatch.setattr(run_module, "load_parts", lambda impl: parts_with(watch))
     assert run_train(*tiny_args(text_file, tmp_path / "run", "--checkpoint-interval", "2", "--sample-tokens", "0"))[0] == 0
     assert seen == [None, None, 2, 2, 4, 4]  # a kill at any step loses at most the steps since the last one
 
@@ -330,20 +330,46 @@ def test_a_mismatched_state_dict_is_one_sentence(finished_run, tmp_path, capsys)
     assert code == 2 and "does not fit" in captured.err and len(captured.err.strip().splitlines()) == 1
 
 
-def test_an_unfinished_exercise_names_itself_and_the_swap(text_file, tmp_path, monkeypatch, capsys):
+def test_an_unfinished_exercise_that_slips_through_names_itself_and_the_swap(text_file, tmp_path, monkeypatch,
+                                                                          capsys):
+    """A TODO reached during the run itself (past the check before it) still ends in one sentence."""
     real = load_parts("solutions")
 
     class NotStartedGPT:
         def __init__(self, config):
             raise NotImplementedError("06 gpt: build the ModuleDict of embeddings, blocks and the final norm")
 
-    monkeypatch.setattr(train_cmd, "load_parts", lambda impl: types.SimpleNamespace(**{**vars(real), "GPT": NotStartedGPT}))
+    monkeypatch.setattr(run_module, "load_parts", lambda impl: types.SimpleNamespace(**{**vars(real), "GPT": NotStartedGPT}))
+    monkeypatch.setattr(run_module, "require_parts", lambda *args: None)
     argv = tiny_args(text_file, tmp_path / "run")
     del argv[2:4]  # no --impl: the default, exercises
     code, captured = run_train(*argv, capsys=capsys)
     message = captured.err.strip()
     assert code == 2 and "06 gpt" in message and "python -m grader swap 06" in message
     assert len(message.splitlines()) == 1
+
+
+def test_every_unfinished_part_is_named_at_once_with_one_swap_command(tmp_path, text_file):
+    """Two exercises left to do (and one a learned-position model never reaches): one sentence names both."""
+    import subprocess
+    import sys
+
+    from grader.sandbox import make_project
+    from grader.scaffold import fresh_exercises
+
+    fresh = fresh_exercises()
+    project = make_project(tmp_path, {name: fresh[name] for name in ("norms.py", "rotary.py", "optim.py")})
+    before = {p.name: p.read_bytes() for p in (project / "exercises").glob("*.py")}
+    proc = subprocess.run([sys.executable, "-m", "grader", "train", "--preset", "tiny", "--data", str(text_file),
+                           "--out", str(tmp_path / "run"), "--threads", "1"],
+                          cwd=project, capture_output=True, text=True)
+    message = proc.stderr.strip()
+    assert proc.returncode == 2, message
+    assert len(message.splitlines()) == 1, message
+    assert "01 norms" in message and "07 optim" in message and "02 rotary" not in message  # tiny: learned positions
+    assert message.endswith("python -m grader swap 01 07"), message
+    assert {p.name: p.read_bytes() for p in (project / "exercises").glob("*.py")} == before
+    assert not (tmp_path / "run").exists()
 
 
 # --- devices ------------------------------------------------------------------------------------------------
@@ -358,20 +384,20 @@ def fake_torch(cuda=False, mps=False, bf16=True):
 
 
 def test_device_auto_picks_cuda_then_mps_then_cpu():
-    assert train_cmd.pick_device("auto", fake_torch(cuda=True, mps=True)) == "cuda"
-    assert train_cmd.pick_device("auto", fake_torch(mps=True)) == "mps"
-    assert train_cmd.pick_device("auto", fake_torch()) == "cpu"
-    assert train_cmd.pick_device("cpu", fake_torch(cuda=True)) == "cpu"
-    with pytest.raises(train_cmd.TrainError, match="no CUDA"):
-        train_cmd.pick_device("cuda", fake_torch())
+    assert runtime.pick_device("auto", fake_torch(cuda=True, mps=True)) == "cuda"
+    assert runtime.pick_device("auto", fake_torch(mps=True)) == "mps"
+    assert runtime.pick_device("auto", fake_torch()) == "cpu"
+    assert runtime.pick_device("cpu", fake_torch(cuda=True)) == "cpu"
+    with pytest.raises(runtime.TrainError, match="no CUDA"):
+        runtime.pick_device("cuda", fake_torch())
 
 
 def test_bf16_autocast_only_on_cuda():
-    assert train_cmd.pick_dtype("auto", "cuda", fake_torch(cuda=True)) == torch.bfloat16
-    assert train_cmd.pick_dtype("auto", "cuda", fake_torch(cuda=True, bf16=False)) is None
-    assert train_cmd.pick_dtype("auto", "cpu", fake_torch()) is None
-    assert train_cmd.pick_dtype("auto", "mps", fake_torch(mps=True)) is None
-    assert train_cmd.pick_dtype("float32", "cuda", fake_torch(cuda=True)) is None
+    assert runtime.pick_dtype("auto", "cuda", fake_torch(cuda=True)) == torch.bfloat16
+    assert runtime.pick_dtype("auto", "cuda", fake_torch(cuda=True, bf16=False)) is None
+    assert runtime.pick_dtype("auto", "cpu", fake_torch()) is None
+    assert runtime.pick_dtype("auto", "mps", fake_torch(mps=True)) is None
+    assert runtime.pick_dtype("float32", "cuda", fake_torch(cuda=True)) is None
 
 
 # --- sample -------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Two processes are started the way torchrun starts them: the same command, with RANK, LOCAL_RANK,
 WORLD_SIZE, MASTER_ADDR and MASTER_PORT in the environment (torch.distributed's env:// contract, which
-`Distributed` in grader/train.py reads). Launching them ourselves instead of through `torchrun` spares a
+`Distributed` in grader/training/runtime.py reads). Launching them ourselves instead of through `torchrun` spares a
 third Python that imports torch, and lets rank 1 be given its own --out, so that "rank 1 writes nothing"
 can be seen. A tiny model trains for 3 steps on a small text file in a tmp dir; the whole file takes a
 few seconds, almost all of it two Pythons importing torch.
@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from grader import train as train_cmd
+from grader.training import train as train_cmd
 from grader.registry import ROOT
 from grader.training import checkpoint
 

@@ -18,8 +18,6 @@ What is inside (a dict; torch.load(..., weights_only=True) reads it):
 import os
 from pathlib import Path
 
-import torch
-
 FORMAT = "gpt-kata-checkpoint/1"
 FILENAME = "ckpt.pt"
 KEYS = ("model", "optimizer", "config", "settings", "step", "tokenizer", "rng", "metrics", "run")
@@ -31,6 +29,8 @@ class CheckpointError(ValueError):
 
 def save(payload: dict, path) -> Path:
     """Write payload to path atomically (temporary file, fsync, os.replace)."""
+    import torch  # here, not at the top: the train command checks its arguments before importing torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -48,6 +48,8 @@ def save(payload: dict, path) -> Path:
 
 def load(path) -> dict:
     """The checkpoint at path, on the CPU. CheckpointError for a missing, corrupt or foreign file."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"There is no checkpoint at {path}: train first (python -m grader train --out {path.parent}).")

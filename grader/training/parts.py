@@ -7,12 +7,21 @@
     parts.generate(model, idx, 100)                   # 09
 
 A part the learner has not written yet raises NotImplementedError("06 gpt: ...");
-not_started() turns that into the sentence the commands print.
+not_started() turns that into the sentence the commands print. Before a command starts,
+require_parts() finds every unfinished part the run would reach, all at once: it runs the
+command's calls on a shrunken copy of the model once with the learner's code, and, if a TODO
+is reached, once per exercise with only that exercise's file the learner's (every other module
+the reference's source, loaded under the learner's package so that relative imports reach the
+learner's file), and names each exercise whose TODO was reached.
 """
 
+import contextlib
+import dataclasses
 import importlib
+import importlib.util
 import re
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 IMPLS = ("exercises", "solutions")
@@ -63,7 +72,7 @@ def exit_status(command, impl: str | None, expected: tuple) -> int:
     """command()'s status; an expected error or an exercise's untouched TODO prints its sentence and gives 2."""
     try:
         return command()
-    except expected as error:
+    except (UnfinishedParts, *expected) as error:
         print(error, file=sys.stderr)
         return 2
     except NotImplementedError as error:
@@ -72,3 +81,127 @@ def exit_status(command, impl: str | None, expected: tuple) -> int:
             raise
         print(message, file=sys.stderr)
         return 2
+
+
+class UnfinishedParts(Exception):
+    """The parts a command needs that are not written yet: one sentence naming all of them."""
+
+
+NEEDS = {  # what a command calls: probe step -> the calls (see _probe)
+    "model": "GPT(config), forward with targets, backward",
+    "optimizer": "configure_optimizers, lr_at",
+    "train_step": "get_batch, train_step, estimate_loss",
+    "generate": "generate",
+}
+
+
+def require_parts(config, needs, command: str) -> None:
+    """UnfinishedParts naming every exercise whose TODO the command's calls would reach (swaps applied)."""
+    from grader.registry import BY_ID
+
+    found = _reached(None, config, needs)
+    if not found:
+        return
+    from grader.registry import MODULE_EXERCISES
+    from grader.swaps import SwapFileError, read
+
+    try:
+        swapped = read()
+    except SwapFileError:
+        swapped = []
+    todos = dict(found)
+    for ex in MODULE_EXERCISES:
+        if ex not in swapped:
+            todos.update(_reached(ex, config, needs))
+    ids = sorted(todos)
+    listed = "; ".join(f"{BY_ID[i].label} ({todos[i]})" for i in ids)
+    count = "an exercise it needs is" if len(ids) == 1 else f"{len(ids)} exercises it needs are"
+    raise UnfinishedParts(
+        f"Your model cannot {command} yet: {count} not finished: {listed}. Finish "
+        f"{'it' if len(ids) == 1 else 'them'} (`python -m grader` shows where you are), or let the reference "
+        f"stand in for now: python -m grader swap {' '.join(ids)}"
+    )
+
+
+def _reached(only, config, needs) -> dict:
+    """{exercise id: its TODO's text} for the TODOs the calls reach, with only `only`'s file the learner's
+    (None: every file the learner's)."""
+    import torch
+
+    from grader.registry import BY_ID
+
+    with _learner_only(only) as package:
+        try:
+            _probe(package, config, needs, torch)
+        except NotImplementedError as error:
+            match = TODO.match(str(error))
+            if match and match["id"] in BY_ID:
+                return {match["id"]: str(error)[match.end():]}
+            raise
+        except SyntaxError as error:  # a learner's file that does not compile
+            from grader.registry import BY_NAME
+
+            ex = BY_NAME.get(Path(error.filename or "").stem)
+            if ex is not None:
+                return {ex.id: f"exercises/{ex.name}.py, line {error.lineno}: {error.msg}"}
+            raise
+        except Exception:  # a bug, not a TODO: the real run reports it with its own message
+            return {}
+    return {}
+
+
+def _probe(package, config, needs, torch):
+    """The command's calls on a shrunken copy of the model: one layer, 8 channels a head, 4 tokens."""
+    cfg = dataclasses.replace(config, n_layer=1, n_embd=config.n_head * 8, mlp_hidden=None, dropout=0.0)
+    module = lambda name: importlib.import_module(f"{package}.{name}")  # noqa: E731
+    state = torch.get_rng_state()
+    try:
+        torch.manual_seed(0)
+        T = min(4, cfg.block_size)
+        idx = torch.randint(cfg.vocab_size, (1, T))
+        model = module("gpt").GPT(cfg)
+        _, loss = model(idx, idx)
+        loss.backward()
+        if "optimizer" in needs or "train_step" in needs:
+            optimizer = module("optim").configure_optimizers(model, 1e-3)
+            module("optim").lr_at(0, 10, 100, 1e-3, 1e-4)
+        if "train_step" in needs:
+            train = module("train")
+            data = torch.arange(4 * T + 2) % cfg.vocab_size
+            x, y = train.get_batch(data, 1, T)
+            train.train_step(model, optimizer, [(x, y)])
+            train.estimate_loss(model, data, 1, T, 1)
+        if "generate" in needs:
+            module("generate").generate(model, idx, 2)
+    finally:
+        torch.set_rng_state(state)
+
+
+@contextlib.contextmanager
+def _learner_only(only):
+    """exercises.* as the learner's (only=None), or with only that exercise's file the learner's."""
+    from grader.registry import MODULE_EXERCISES, ROOT
+
+    ours = lambda name: name == "exercises" or name.startswith("exercises.")  # noqa: E731
+    saved = {name: mod for name, mod in sys.modules.items() if ours(name)}
+    for name in saved:
+        del sys.modules[name]
+    try:
+        importlib.import_module("exercises")  # applies swaps.txt: swapped modules are the reference's
+        if only is not None:
+            for ex in MODULE_EXERCISES:  # course order: every module's dependencies come before it
+                name = f"exercises.{ex.name}"
+                if name in sys.modules:
+                    continue
+                if ex is only:
+                    importlib.import_module(name)
+                    continue
+                spec = importlib.util.spec_from_file_location(name, ROOT / "solutions" / f"{ex.name}.py")
+                mod = importlib.util.module_from_spec(spec)
+                sys.modules[name] = mod
+                spec.loader.exec_module(mod)
+        yield "exercises"
+    finally:
+        for name in [n for n in sys.modules if ours(n)]:
+            del sys.modules[name]
+        sys.modules.update(saved)

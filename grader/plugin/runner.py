@@ -4,7 +4,7 @@
     report["tests"]    # one dict per test: nodeid, exercise, outcome, message, details, ...
     report["modules"]  # per learner module: swapped, uses_reference
 
-One pytest session collects every outcome through grader/plugin.py (no text is
+One pytest session collects every outcome through grader/plugin/ (no text is
 scraped). Each run starts from fresh imports of the learner's code (and of the
 project's tests and reference), so a file saved between two runs is seen, and
 the modules it found are put back afterwards, so running inside another pytest
@@ -15,12 +15,11 @@ import contextlib
 import io
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
-from .project import KataError, Project
-from .registry import ROOT, Exercise
+from ..project import KataError, Project
+from ..registry import ROOT, Exercise
 
 PROJECT_FOLDERS = ("exercises", "solutions", "tests", "data")
 DEFAULT_TIMEOUT = 30.0  # seconds per test; the end-to-end test gets max(10x, 300 s) (see grader/plugin.py)
@@ -58,6 +57,20 @@ def fresh_imports(project: Project):
             os.environ["KATA_IMPL"] = saved_impl
 
 
+@contextlib.contextmanager
+def no_plugin_autoload():
+    """pytest without loading every installed plugin's entry point (a scan of all installed packages)."""
+    saved = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+        else:
+            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = saved
+
+
 class _Grab:
     """A plugin that keeps the session's config, whose kata collector holds the results."""
 
@@ -69,11 +82,16 @@ class _Grab:
 
 
 def run_tests(project: Project, exercises: list[Exercise], impl: str = "exercises",
-              timeout: float = DEFAULT_TIMEOUT, skip_untouched: bool = False) -> dict:
+              timeout: float = DEFAULT_TIMEOUT, skip_untouched=False, threads: int = 1, fresh: bool = True) -> dict:
     """Run the test files of these exercises (those that exist) in one pytest session; the kata report.
 
     skip_untouched: report the tests of an exercise whose file is still the fresh skeleton as not started
-    without running them (the overview's fast path; `check` and `watch` run them to show each TODO hit).
+    without running them (the overview's fast path); True for every exercise, or a collection of the
+    exercises this may apply to (`check` and `watch` run the exercise itself to show each TODO hit, and
+    only its dependencies may take the fast path).
+    threads: torch's threads per operation during the tests (--kata-threads).
+    fresh: forget the project's modules for the run and restore them after (False in a forked child,
+        grader/plugin/isolated.py, which has never imported them and ends with the run).
     """
     files = [project.test_file(ex) for ex in exercises if project.test_file(ex).is_file()]
     if not files:
@@ -81,12 +99,14 @@ def run_tests(project: Project, exercises: list[Exercise], impl: str = "exercise
     args = [
         *map(str, files),
         f"--rootdir={project.root}", "-c", str(project.root / "pyproject.toml"),
-        f"--impl={impl}", f"--kata-timeout={timeout:g}", *(["--kata-skip-untouched"] if skip_untouched else []),
-        "-q", "--no-header", "--no-summary", "--color=no", "-p", "no:randomly", "-p", "no:cacheprovider",
+        f"--impl={impl}", f"--kata-timeout={timeout:g}", f"--kata-threads={threads}", *skip_option(skip_untouched),
+        "-q", "--no-header", "--no-summary", "--color=no", "-p", "no:cacheprovider",
+        "-p", "pytest_timeout",  # the one installed plugin the kata needs: no scan of every installed package
     ]
     grab = _Grab()
     output = io.StringIO()
-    with fresh_imports(project), contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+    with fresh_imports(project) if fresh else contextlib.nullcontext(), contextlib.redirect_stdout(output), \
+            contextlib.redirect_stderr(output), no_plugin_autoload():
         code = pytest.main(args, plugins=[grab])
         collector = getattr(grab.config, "_kata_collector", None)
         result = collector.report() if collector is not None else None
@@ -96,3 +116,10 @@ def run_tests(project: Project, exercises: list[Exercise], impl: str = "exercise
         last = [line for line in output.getvalue().splitlines() if line.strip()][-1:] or ["no output"]
         raise KataError(f"pytest could not run the tests ({last[0].strip()}).")
     return result
+
+
+def skip_option(skip_untouched) -> list[str]:
+    if skip_untouched is True:
+        return ["--kata-skip-untouched"]
+    ids = sorted(ex.id if isinstance(ex, Exercise) else str(ex) for ex in (skip_untouched or ()))
+    return [f"--kata-skip-untouched={','.join(ids)}"] if ids else []

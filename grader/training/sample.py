@@ -6,12 +6,14 @@ The text appears token by token as the model writes it.
 """
 
 import argparse
+import importlib
+import math
 import sys
 from pathlib import Path
 
 from data.shakespeare import DataError
 from grader.training.checkpoint import FILENAME, CheckpointError
-from grader.training.parts import IMPLS, exit_status, load_parts
+from grader.training.parts import IMPLS, exit_status, load_parts, require_parts
 
 PROGRAM = "python -m grader sample"
 
@@ -30,33 +32,62 @@ def build_parser():
     parser.add_argument("--impl", default=None, choices=IMPLS,
                         help="whose model and generate: the one the checkpoint was trained with (default), "
                              "exercises (yours) or solutions")
+    parser.add_argument("--threads", type=threads_flag, default=None, metavar="N",
+                        help="torch's threads per operation (default: 1 for small models, else the faster of 1 and "
+                             "all cores, measured; 0: torch's default)")
     return parser
+
+
+def threads_flag(text: str) -> int:
+    from grader import threads
+
+    try:
+        return threads.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--threads ")) from None
+
+
+def check(args) -> None:
+    """ValueError with one sentence for a setting that cannot work (before torch is imported)."""
+    if args.max_new_tokens < 0:
+        raise ValueError(f"--max-new-tokens must be at least 0, not {args.max_new_tokens}.")
+    if args.num_samples < 1:
+        raise ValueError(f"--num-samples must be at least 1, not {args.num_samples}.")
+    if not (args.temperature >= 0 and math.isfinite(args.temperature)):
+        raise ValueError(f"--temperature must be a number >= 0 (0 is greedy), not {args.temperature}.")
+    if args.top_k is not None and args.top_k < 0:
+        raise ValueError(f"--top-k must be at least 1 (leave it out to keep every token), not {args.top_k}.")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p must be above 0 and at most 1 (the probability mass kept), not {args.top_p}.")
+    kind = args.device.split(":")[0]
+    if kind not in ("auto", "cpu", "cuda", "mps") or (":" in args.device and not args.device.split(":")[1].isdigit()):
+        raise ValueError(f"Unknown --device {args.device!r}: use auto, cpu, cuda, cuda:N or mps.")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-    return exit_status(lambda: run(args), args.impl, (DataError, CheckpointError, ValueError))
+    return exit_status(lambda: check(args) or run(args), args.impl, (DataError, CheckpointError, ValueError))
 
 
 def run(args) -> int:
     import torch
 
     from data.tokenizers import from_state
-    from grader.train import TrainError, pick_device
+    from grader import threads
     from grader.training import checkpoint
+    from grader.training.runtime import TrainError, pick_device
 
-    if args.max_new_tokens < 0 or args.num_samples < 1:
-        raise ValueError("--max-new-tokens must be at least 0 and --num-samples at least 1.")
-    if args.temperature < 0:
-        raise ValueError("--temperature cannot be negative (0 is greedy).")
     ckpt = checkpoint.load(Path(args.out) / FILENAME)
     impl = args.impl or ckpt["run"]["impl"]
-    parts = load_parts(impl)
+    GPTConfig = importlib.import_module(f"{impl}.config").GPTConfig
     try:
-        config = parts.GPTConfig(**ckpt["config"])
+        config = GPTConfig(**ckpt["config"])
         device = pick_device(args.device, torch)
     except (TypeError, TrainError) as error:
         raise ValueError(str(error)) from None
+    if impl == "exercises":
+        require_parts(config, ("model", "generate"), "write")
+    parts = load_parts(impl)
     tokenizer = from_state(ckpt["tokenizer"])
     model = parts.GPT(config)
     try:
@@ -65,6 +96,17 @@ def run(args) -> int:
         raise ValueError(f"The checkpoint in {args.out} does not fit {impl}'s model "
                          f"({str(error).splitlines()[0]}).") from None
     model.to(device).eval()
+    if args.threads is not None:
+        threads.apply(args.threads)
+    else:
+        context = torch.zeros(1, config.block_size, dtype=torch.long, device=device)
+        flops = 2 * sum(p.numel() for p in model.parameters()) * config.block_size
+
+        def forward():
+            with torch.no_grad():
+                model(context)
+
+        threads.apply(threads.choose(flops) or threads.calibrate(forward))
 
     prompt = tokenizer.encode(args.prompt) if args.prompt else []
     if not prompt:

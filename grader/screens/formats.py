@@ -15,8 +15,8 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from .progress import Progress, Status
-from .report import next_command, teaching
+from ..progress import Progress, Status
+from . import next_command, teaching
 
 GRADESCOPE_DIR = Path("/autograder/results")
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -31,7 +31,7 @@ def _test_entry(t: dict, status: Status) -> dict:
     entry = dict(name=t["nodeid"].split("::", 1)[-1], outcome=t["outcome"], duration=t.get("duration", 0.0))
     if t["outcome"] != "passed":
         entry["message"] = teaching(t.get("message", ""), status)
-    for key in ("crash", "hung", "where", "timeout"):
+    for key in ("cause", "crash", "hung", "where", "timeout"):
         if t.get(key) is not None:
             entry[key] = t[key]
     return entry
@@ -52,7 +52,7 @@ def as_json(progress: Progress) -> dict:
                 id=s.exercise.id, name=s.exercise.name, title=s.exercise.title, state=s.state, label=s.label,
                 blocked_by=s.blocked_by.id if s.blocked_by else None, gave_up=s.gave_up,
                 passed=s.passed, total=s.total, points=s.points, max_points=s.max_points,
-                message=teaching(s.message, s),
+                message=teaching(s.message, s), cause=s.cause,
                 tests=[_test_entry(t, s) for t in s.tests],
             )
             for s in progress.statuses

@@ -1,0 +1,253 @@
+"""python -m grader watch: re-run the current exercise's tests whenever you save a file in exercises/.
+
+Like `rustlings watch`: it starts at the first exercise that is neither passed nor
+swapped, redraws that exercise's result after every save, and takes single keys:
+
+    h  one more hint        n  the next exercise left to do      l  the whole list
+    r  run again            q  quit (Ctrl-C too)
+
+Only a save wakes it (grader/cli/changes.py): a change of the content of exercises/*.py
+or swaps.txt, never a read; what a key prints stays on screen until the next save. Each
+run is a fresh fork of this warm process (grader/plugin/isolated.py): torch and pytest are
+imported once, each run imports your files as saved, and a crash, hang or sys.exit in a
+run is reported without stopping the watch. Dependencies' results are kept while their
+files do not change (grader/cli/verdicts.py). Without a terminal there are no keys: it
+says so, and Ctrl-C stops it.
+"""
+
+import os
+import queue
+import select
+import sys
+import time
+
+from rich.text import Text
+
+from .. import state, swaps
+from ..plugin.isolated import warm_up
+from ..plugin.runner import DEFAULT_TIMEOUT
+from ..progress import fully_swapped
+from ..project import Project
+from ..registry import EXERCISES, Exercise
+from ..screens import overview
+from ..screens.exercise import exercise as exercise_screen, show_hints
+from .changes import POLL_SECONDS, Changes
+from .verdicts import Verdicts
+
+KEYS = "[h]int  [n]ext  [l]ist  [r]un again  [q]uit"
+TICK = 0.05  # seconds between looks at the keys and the files
+
+
+class Watch:
+    def __init__(self, project: Project, con, impl="exercises", timeout=None, poll=False, start: Exercise = None,
+                 keys=None, tick=None, threads: int = 1):
+        """keys: a queue.Queue of key strings to use instead of the terminal (tests);
+        tick: called with the Watch once per loop turn (tests drive it with this)."""
+        self.project, self.con, self.impl = project, con, impl
+        self.start, self.keys, self.tick = start, keys, tick
+        self.changes = Changes(project, poll=poll)
+        self.verdicts = Verdicts(project, self.changes, impl, timeout or DEFAULT_TIMEOUT, threads)
+        self.current: Exercise | None = None
+        self.status = None
+        self.runs = 0  # test runs started (a run of nothing, every verdict kept, is not counted)
+        self.last_seconds = 0.0
+        self.later: list[str] = []  # keys pressed during a run
+        self.crashed = False  # the last run ended without a report
+        self.stopped = False
+
+    # --- running --------------------------------------------------------------------------
+
+    def swapped(self) -> list[Exercise]:
+        try:
+            return swaps.read(self.project.swap_file) if self.impl == "exercises" else []
+        except swaps.SwapFileError as error:
+            self.say(f"{error} (treating nothing as swapped until it is fixed)", "red")
+            return []
+
+    def gave_up(self) -> dict:
+        return state.read(self.project)[0].gave_up if self.impl == "exercises" else {}
+
+    def progress(self, exercises, overview=False, rerun=None):
+        """Run what these exercises' states need (in a fork); their progress, or None if it was stopped."""
+        swapped = self.swapped()
+        running = self.verdicts.start(exercises, swapped, overview=overview, rerun=rerun)
+        if running is not None:
+            self.runs += 1
+            while not running.done():
+                key = self.read_key(TICK, during_run=True)
+                if key == "q":
+                    running.kill()
+                    self.stopped = True
+                    return None
+                if key:
+                    self.later.append(key)  # handled once the run is done
+        progress, crash = self.verdicts.finish(running, self.gave_up())
+        self.crashed = bool(crash)
+        if crash:
+            self.say(f"{crash[0].upper()}{crash[1:]}. Fix what the last save changed and save again; the watch "
+                     f"goes on.", "bold red")
+            return None
+        self.last_seconds = running.seconds if running is not None else 0.0
+        return progress
+
+    def check(self, ex: Exercise):
+        progress = self.progress([ex])
+        return progress.of(ex) if progress is not None else None
+
+    def first_left(self, after: Exercise | None = None) -> Exercise | None:
+        """The first exercise (after `after`) that is neither passed nor swapped."""
+        progress = self.progress(list(EXERCISES), overview=True)
+        if progress is None:
+            return None
+        for status in progress.statuses:
+            ex = status.exercise
+            if (after is None or ex.id > after.id) and status.state not in ("passed", "swapped", "no tests"):
+                return ex
+        return None
+
+    def show(self) -> None:
+        if self.con.is_terminal:
+            self.con.clear()
+        if self.current is None:
+            self.say("Every exercise passes (or is swapped). Well done!", "green")
+        elif self.status is not None:
+            exercise_screen(self.status, self.con)
+            if self.status.state == "passed":
+                self.say(f"{self.current.label} passes! Press n for the next exercise.", "bold green")
+            self.say(f"({self.status.total} tests, {self.last_seconds:.2f} s, {time.strftime('%H:%M:%S')})", "dim")
+        self.con.print()
+        self.say(f"watching exercises/ — {KEYS}" if self.interactive else
+                 "watching exercises/ — no terminal, so no keys: Ctrl-C to stop", "dim")
+
+    def rerun(self, force=False) -> None:
+        if self.current is None and self.crashed:  # the first look at the exercises crashed: look again
+            self.current = self.start or self.first_left()
+            if self.crashed:
+                return
+        if self.current is not None:
+            status = self.progress([self.current], rerun=self.current if force else None)
+            if status is None:
+                return
+            self.status = status.of(self.current)
+        self.show()
+
+    def go_next(self) -> None:
+        upcoming = self.first_left(after=self.current)
+        if upcoming is None:
+            if not self.stopped:
+                self.say("No exercise after this one is left to do; keep going here or press l for the list.",
+                         "yellow")
+            return
+        self.current = upcoming
+        self.rerun()
+
+    def show_list(self) -> None:
+        self.say("running every exercise ...", "dim")
+        progress = self.progress(list(EXERCISES), overview=True)
+        if progress is None:
+            return
+        if self.con.is_terminal:
+            self.con.clear()
+        overview.home(progress, self.con)
+        self.con.print()
+        self.say(f"watching exercises/ — {KEYS}", "dim")
+
+    def hint(self) -> None:
+        ex = self.current
+        if ex is None:
+            return
+        memory, problem = state.read(self.project)
+        shown = memory.hints.get(ex.id, 0)
+        count = min(shown + 1, len(ex.hints))
+        self.con.print()
+        show_hints(ex, count, previously=shown, con=self.con)
+        if problem:
+            self.say(f"{problem} Hints are not remembered until it is fixed.", "yellow")
+        elif count != shown:
+            memory.hints[ex.id] = count
+            state.save(self.project, memory)
+
+    # --- keys -------------------------------------------------------------------------------
+
+    @property
+    def interactive(self) -> bool:
+        return self.keys is not None or (sys.stdin.isatty() and self.con.is_terminal)
+
+    def read_key(self, seconds: float, during_run: bool = False) -> str | None:
+        if self.later and not during_run:
+            return self.later.pop(0)
+        if self.keys is not None:
+            try:
+                return self.keys.get(timeout=seconds)
+            except queue.Empty:
+                return None
+        if not self.interactive:
+            time.sleep(seconds)
+            return None
+        ready, _, _ = select.select([sys.stdin], [], [], seconds)
+        if not ready:
+            return None
+        data = os.read(sys.stdin.fileno(), 1)
+        return data.decode(errors="ignore").lower() if data else None
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def say(self, text: str, style: str = "") -> None:
+        self.con.print(Text(text, style=style))
+
+    def begin(self) -> None:
+        if self.keys is None and not self.interactive:
+            self.say("No terminal: keys are off (Ctrl-C stops watching).", "yellow")
+        if not self.changes.start():
+            why = f"No file watcher available ({self.changes.error}); c" if self.changes.error else "C"
+            self.say(f"{why}hecking exercises/ every {POLL_SECONDS:g} s for saved files.", "yellow" if
+                     self.changes.error else "dim")
+        self.say("loading torch and the tests ...", "dim")
+        swapped = self.swapped()
+        warm_up([self.project.test_file(ex) for ex in EXERCISES if not fully_swapped(ex, swapped)])
+        self.current = self.start or self.first_left()
+        if self.stopped or self.crashed:
+            return
+        if self.current is not None:
+            self.rerun()
+        else:
+            self.show()
+
+    def run(self) -> int:
+        terminal = None
+        try:
+            if self.keys is None and self.interactive:
+                import termios
+                import tty
+
+                terminal = termios.tcgetattr(sys.stdin.fileno())
+                tty.setcbreak(sys.stdin.fileno())
+            self.begin()
+            while not self.stopped:
+                if self.tick is not None:
+                    self.tick(self)
+                    if self.stopped:
+                        break
+                key = self.read_key(TICK if not self.changes.poll else POLL_SECONDS)
+                if key == "q":
+                    break
+                if key == "h":
+                    self.hint()
+                elif key == "n":
+                    self.go_next()
+                elif key == "l":
+                    self.show_list()
+                elif key == "r":
+                    self.rerun(force=True)
+                if self.changes.saved():
+                    self.rerun()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.changes.stop()
+            if terminal is not None:
+                import termios
+
+                termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, terminal)
+        self.say("Stopped watching.", "dim")
+        return 0

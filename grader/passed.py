@@ -1,0 +1,89 @@
+"""Which exercises passed, and for which contents of their files: .kata/passed.json.
+
+`train` and `sample` use a learner's part of the second half (10 kv_cache, 11 bpe, 12 muon,
+13 checkpoint, 14 speed) once that exercise passes, and the given or reference part until
+then. Running an exercise's tests to find out would cost seconds at every start, so every
+command that runs tests (the overview, list, check, watch, solution) records here each
+exercise it saw pass, keyed by the contents of everything its verdict depends on: the
+learner's files it runs (its own and its dependencies', swaps applied), swaps.txt, its test
+file, tests/harness.py and the reference module. A changed byte anywhere makes the record
+stale, and then the commands say so ("not checked since it changed") instead of guessing.
+
+The file is the grader's own cache, not the learner's: it is rewritten freely, and one that
+cannot be read is treated as empty.
+
+    record(project, progress, swapped)        after a run of tests
+    passes(project, ex) -> True | False | None   None: no verdict for these contents
+"""
+
+import hashlib
+import json
+
+from .registry import Exercise, dependencies
+
+FILENAME = "passed.json"
+
+
+def key(project, ex: Exercise, swapped) -> str:
+    """A hash of every file ex's verdict depends on."""
+    files = [project.root / "swaps.txt", project.test_file(ex), project.root / "tests" / "harness.py"]
+    for d in [ex, *dependencies(ex, swapped)]:
+        if d.has_module:
+            files += [project.exercise_file(d), project.solution_file(d)]
+    digest = hashlib.sha1()
+    for path in files:
+        digest.update(str(path.relative_to(project.root)).encode())
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"<missing>")
+    return digest.hexdigest()
+
+
+def _load(project) -> dict:
+    try:
+        data = json.loads((project.state_dir / FILENAME).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def record(project, progress, swapped) -> None:
+    """Remember each exercise of progress (from a run of its tests on the learner's files) as passed or not."""
+    if progress.impl != "exercises" or not project.state_dir.parent.is_dir():
+        return
+    data = _load(project)
+    for status in progress.statuses:
+        if status.state in ("swapped", "missing", "no tests") or not status.tests:
+            continue
+        data[status.exercise.id] = dict(key=key(project, status.exercise, swapped),
+                                        passed=status.state == "passed")
+    try:
+        project.state_dir.mkdir(exist_ok=True)
+        tmp = project.state_dir / (FILENAME + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(project.state_dir / FILENAME)
+    except OSError:
+        pass  # a read-only checkout: nothing is remembered, and the commands say "not checked"
+
+
+def passes(project, ex: Exercise, swapped=()) -> bool | None:
+    """Whether ex passed on exactly these files; None when no run of its tests saw them."""
+    entry = _load(project).get(ex.id)
+    if not isinstance(entry, dict) or entry.get("key") != key(project, ex, swapped):
+        return None
+    return bool(entry.get("passed"))
+
+
+def learner_or_reference(project, ex: Exercise, swapped=()) -> tuple[str, str]:
+    """("exercises" or "solutions", a phrase for a run's header saying whose part it is and why)."""
+    if ex in swapped:
+        return "solutions", f"the reference's ({ex.label} is swapped)"
+    verdict = passes(project, ex, swapped)
+    if verdict:
+        return "exercises", f"yours ({ex.label} passes)"
+    if verdict is None:
+        return "solutions", (f"the reference's (your {ex.label} has not been checked since it changed: "
+                             f"`python -m grader check {ex.id}`)")
+    return "solutions", f"the reference's (your {ex.label} does not pass yet)"
+

@@ -1,0 +1,93 @@
+"""How many threads torch uses inside one operation (its intra-op threads), chosen from the work.
+
+torch's default is one thread per core. For the small tensors of this course that is
+often the wrong choice: splitting a 32-wide matmul across cores costs more than the
+matmul, and when the machine is busy (another program, a test suite, an editor's
+language server) each of torch's threads spins waiting for a core, so a step can take
+ten or a hundred times longer than on one thread. So:
+
+- small work (the kata's tests, the `tiny` preset, sampling one sequence) runs on
+  one thread;
+- larger work (the `cpu` preset and up) measures both choices on the real model
+  (`calibrate`: a few forward/backward passes on 1 thread and on every available core,
+  alternated) and keeps the faster, for that run;
+- `--threads N` on train, sample and watch, and `--kata-threads N` for pytest, fix it
+  (0: torch's own default).
+
+Different thread counts may round the last bits of a result differently, so a run
+records the count it used and `--resume` keeps it (bit-exact resume).
+
+    n = choose(flops_per_step)            # 1, or None: calibrate on the real work
+    n = calibrate(step_fn)                # the faster of 1 and all cores, measured
+    apply(n)                              # torch.set_num_threads(n) (torch must be imported)
+"""
+
+import os
+import statistics
+import time
+
+SMALL_WORK_FLOPS = 1e9  # below this per step, one thread always wins on this course's shapes (bench/train_speed.py)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def parse(text: str) -> int:
+    """A --threads value: a whole number >= 0 (0: torch's default). ValueError with a sentence otherwise."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"--threads must be a whole number (0 for torch's default), not {text!r}.") from None
+    if value < 0:
+        raise ValueError(f"--threads cannot be negative, not {value}.")
+    return value
+
+
+def choose(flops_per_step: float) -> int | None:
+    """1 for small work (or a single core); None when the work is large enough to measure (calibrate)."""
+    if available_cores() == 1 or flops_per_step < SMALL_WORK_FLOPS:
+        return 1
+    return None
+
+
+def calibrate(step, candidates=None, rounds: int = 3) -> int:
+    """The thread count in candidates (default: 1 and all cores) under which step() runs fastest.
+
+    step() must do the same work each call and leave no trace (a forward and backward pass
+    whose gradients are then zeroed). The candidates alternate, so a change in the
+    machine's load hits both; the median of `rounds` timings decides.
+    """
+    import torch
+
+    candidates = candidates or sorted({1, min(available_cores(), torch.get_num_threads() or 1)})
+    if len(candidates) == 1:
+        return candidates[0]
+    before = torch.get_num_threads()
+    times = {n: [] for n in candidates}
+    try:
+        for n in candidates:  # one untimed call each: allocator and thread-pool warm-up
+            torch.set_num_threads(n)
+            step()
+        for _ in range(rounds):
+            for n in candidates:
+                torch.set_num_threads(n)
+                start = time.perf_counter()
+                step()
+                times[n].append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(before)
+    return min(candidates, key=lambda n: statistics.median(times[n]))
+
+
+def apply(n: int) -> int:
+    """Set torch's intra-op threads to n (0: leave torch's default); the count now in use."""
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()

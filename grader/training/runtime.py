@@ -1,0 +1,142 @@
+"""Where and how a run executes: the device, autocast, several processes (torchrun), Ctrl-C."""
+
+import os
+import signal
+
+
+class TrainError(ValueError):
+    """Something the learner must change, in one sentence; the command exits with 2."""
+
+
+def pick_device(name: str, torch):
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    kind = name.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda was asked for but PyTorch sees no CUDA GPU: use --device cpu (or auto).")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise TrainError("--device mps was asked for but this PyTorch has no MPS: use --device cpu (or auto).")
+    if kind not in ("cpu", "cuda", "mps"):
+        raise TrainError(f"Unknown --device {name!r}: use auto, cpu, cuda, cuda:N or mps.")
+    return name
+
+
+def pick_dtype(name: str, device: str, torch):
+    """The autocast dtype, or None for plain float32."""
+    cuda = device.startswith("cuda")
+    if name == "auto":
+        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
+    if name == "bfloat16":
+        if not cuda:
+            raise TrainError(f"--dtype bfloat16 (autocast) is for CUDA GPUs; on {device} train in float32 (--dtype auto).")
+        return torch.bfloat16
+    return None
+
+
+class Distributed:
+    """torchrun's environment: RANK, LOCAL_RANK, WORLD_SIZE. world_size 1 is a plain single process."""
+
+    def __init__(self, torch):
+        self.torch = torch
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world_size > 1
+        self.master = self.rank == 0
+
+    def start(self, device):
+        if not self.enabled:
+            return device
+        import torch.distributed as dist
+
+        if device.startswith("cuda"):
+            device = f"cuda:{self.local_rank}"
+            self.torch.cuda.set_device(device)
+            dist.init_process_group("nccl")
+        elif device == "cpu":
+            dist.init_process_group("gloo")
+        else:
+            raise TrainError(f"Several processes need --device cpu (gloo) or cuda (nccl), not {device}.")
+        return device
+
+    def wrap(self, model, device):
+        if not self.enabled:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        # broadcast_buffers=False: a learner may cache rotary tables as (non-persistent) buffers; they need no sync
+        return DistributedDataParallel(model, device_ids=[self.local_rank] if device.startswith("cuda") else None,
+                                       broadcast_buffers=False)
+
+    def gather(self, obj):
+        """[obj of process 0, obj of process 1, ...] (every process calls it at the same step)."""
+        if not self.enabled:
+            return [obj]
+        import torch.distributed as dist
+
+        out = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def sum(self, values, device):
+        """The sums over all processes of a few floats (every process calls it at the same step)."""
+        if not self.enabled:
+            return values
+        import torch.distributed as dist
+
+        t = self.torch.tensor(values, dtype=self.torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def stop(self):
+        if self.enabled:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current step; a second Ctrl-C quits at once."""
+
+    def __init__(self):
+        self.signum = None
+        self.previous = {}
+
+    def __enter__(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[signum] = signal.signal(signum, self.handle)
+            except ValueError:  # not the main thread: no handler, Ctrl-C behaves as usual
+                pass
+        return self
+
+    def handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+class Autocast:
+    """Wraps a model so that its forward runs under torch.autocast (bf16 on CUDA); backward runs outside."""
+
+    def __new__(cls, model, device_type, dtype, torch):
+        class AutocastModel(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = model
+                self.config = getattr(model, "config", None)
+
+            def forward(self, *args, **kwargs):
+                with torch.autocast(device_type=device_type, dtype=dtype):
+                    return self.model(*args, **kwargs)
+
+        return AutocastModel()

@@ -193,6 +193,24 @@ EXERCISES: tuple[Exercise, ...] = (
         ),
     ),
     Exercise(
+        "13", "checkpoint", "Checkpoints and exact resume", ("07", "08", "12"), 10,
+        (
+            "A resumed run must go on as if it had never stopped. List what decides the next step: the weights, "
+            "the optimizer's moments, the step (for the schedule), the random numbers dropout draws, the batches. "
+            "Every one of them goes into the file; the batch generator's state travels in extra.",
+            "Never write over the checkpoint you have: torch.save into a temporary file beside it (the same "
+            "folder), then os.replace(tmp, path), which swaps the file in one atomic step. On any exception "
+            "(except BaseException), delete the temporary file and raise again.",
+            "torch.get_rng_state() is the generator's whole state, a uint8 tensor; torch.initial_seed() only says "
+            "where it started. Restore with torch.set_rng_state(state.cpu()), and the CUDA states with "
+            "torch.cuda.get_rng_state_all / set_rng_state_all when torch.cuda.is_available().",
+            "Loading: torch.load(path, map_location=map_location, weights_only=True), so the config is stored as "
+            "dataclasses.asdict(config). Walk dataclasses.fields(model.config) in order, skip dropout, and raise "
+            "ValueError naming the first field that differs. While a key starts with '_orig_mod.' or 'module.', "
+            "drop that prefix; then model.load_state_dict and optimizer.load_state_dict.",
+        ),
+    ),
+    Exercise(
         "14", "speed", "Faster training: flash attention, bf16, compile, padded vocabulary", ("06",), 10,
         (
             "Every function here must give what it replaces: flash_attention what 03's causal_attention gives, "

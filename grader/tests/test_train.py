@@ -322,10 +322,9 @@ def test_bad_input_is_one_sentence_and_exit_2(case, text_file, tmp_path, finishe
 
 
 def test_a_mismatched_state_dict_is_one_sentence(finished_run, tmp_path, capsys):
-    ckpt = state_of(finished_run)
-    ckpt["model"]["transformer.h.0.attn.c_attn.weight"] = torch.zeros(3, 3)
-    payload = {k: v for k, v in ckpt.items() if k != "format"}
-    checkpoint.save(payload, tmp_path / checkpoint.FILENAME)
+    payload = torch.load(finished_run / checkpoint.FILENAME, weights_only=True)
+    payload["model"]["transformer.h.0.attn.c_attn.weight"] = torch.zeros(3, 3)
+    checkpoint.write(payload, tmp_path / checkpoint.FILENAME)
     code, captured = run_train("--resume", "--out", str(tmp_path), capsys=capsys)
     assert code == 2 and "does not fit" in captured.err and len(captured.err.strip().splitlines()) == 1
 
@@ -439,3 +438,19 @@ def test_sample_with_characters_outside_the_vocabulary_is_one_sentence(finished_
 def test_sample_without_a_checkpoint_is_one_sentence(tmp_path, capsys):
     assert sample_cmd.main(["--out", str(tmp_path)]) == 2
     assert "no checkpoint" in capsys.readouterr().err.lower()
+
+
+def test_a_checkpoint_has_exercise_13s_layout_and_the_learners_load_resumes_it(finished_run):
+    """train writes what 13's save_checkpoint writes, so 13's load_checkpoint reads it into a fresh model."""
+    from solutions.checkpoint import load_checkpoint
+
+    raw = torch.load(finished_run / checkpoint.FILENAME, weights_only=True)
+    assert set(raw) == {"model", "optimizer", "step", "config", "rng", "extra"}
+    assert raw["extra"]["format"] == checkpoint.FORMAT
+    parts = load_parts("solutions")
+    model = parts.GPT(parts.GPTConfig(**raw["config"]))
+    optimizer = parts.configure_optimizers(model, 1e-3)
+    loaded = load_checkpoint(finished_run / checkpoint.FILENAME, model, optimizer)
+    assert loaded["step"] == raw["step"]
+    for key, value in raw["model"].items():
+        assert torch.equal(model.state_dict()[key], value), key

@@ -137,7 +137,7 @@ def test_every_layer_and_k_and_v_have_their_own_buffer():
 
 
 def test_update_writes_the_new_positions_and_returns_every_cached_one():
-    cache = new_cache()
+    cache = new_cache(max_len=10)
     k1, v1 = new_kv(3, seed=1)
     update(cache, 0, k1, v1)
     attempt("advance(3)", cache.advance, 3)
@@ -148,8 +148,8 @@ def test_update_writes_the_new_positions_and_returns_every_cached_one():
     for got, want, name in ((k_all, want_k, "k_all"), (v_all, want_v, "v_all")):
         if got.shape == want.shape and torch.equal(got, want):
             continue
-        if got.dim() == 4 and got.size(2) == MAX_LEN:
-            fail(MODULE, f"{what} returned {name} of shape {tuple(got.shape)}: all max_len = {MAX_LEN} positions.",
+        if got.dim() == 4 and got.size(2) == 10 and getattr(cache, "pos", None) == 3:
+            fail(MODULE, f"{what} returned {name} of shape {tuple(got.shape)}: all max_len = 10 positions.",
                  cause="update returns the whole buffer, stale positions past pos + T included (zeros, or the "
                        "values of a previous batch); return the views of positions 0 .. pos + T - 1, "
                        "cache.k[layer][:, :, :pos + T]")
@@ -551,6 +551,7 @@ class Call:
     device: object
     training: bool
     grad: bool
+    pos_after: object = None  # the cache's pos when the forward returned (None if it raised)
 
 
 class Spy(nn.Module):
@@ -578,7 +579,9 @@ class Spy(nn.Module):
             dtype=first.dtype if first is not None else None, device=first.device if first is not None else None,
             training=self.training, grad=torch.is_grad_enabled(),
         ))
-        return self.model(idx, targets, kv_cache=kv_cache)
+        out = self.model(idx, targets, kv_cache=kv_cache)
+        self.calls[-1].pos_after = getattr(kv_cache, "pos", None)
+        return out
 
 
 def generate(model, idx, max_new_tokens, **kwargs):
@@ -644,9 +647,18 @@ def analyse_steps(spy, idx, out, max_new_tokens):
     if first.T != min(L, S):
         return (f"the first forward fed {first.T} tokens of a {L}-token prompt (block_size {S}).",
                 STEP_CAUSES["no-prefill"])
+    for i, call in enumerate(calls):
+        if isinstance(call.pos, int) and isinstance(call.pos_after, int) and call.pos_after != call.pos + call.T:
+            moved = call.pos_after - call.pos
+            text = (f"forward {i + 1} ({call.T} token{'s' * (call.T > 1)}) moved the cache's pos by {moved}, "
+                    f"not by {call.T}.")
+            if moved in (n_layer * call.T, (n_layer + 1) * call.T):
+                return text, (f"pos is advanced in every layer ({n_layer} layers: pos moved by {moved} for T = "
+                              f"{call.T}); only the GPT moves it, with kv_cache.advance(T) once, after the last block")
+            return text, None
     for i in range(1, len(calls)):
         prev, call = calls[i - 1], calls[i]
-        held = prev.pos + prev.T if isinstance(prev.pos, int) else None
+        held = prev.pos_after
         step = f"forward {i + 1} (after {i} new token{'s' * (i > 1)})"
         if call.pos == held:
             if held >= S:
@@ -663,14 +675,9 @@ def analyse_steps(spy, idx, out, max_new_tokens):
             if call.T != S:
                 return f"{step} re-prefilled {call.T} tokens after reset (block_size {S}).", \
                     STEP_CAUSES["reprefill-length"]
-        elif isinstance(call.pos, int) and isinstance(prev.pos, int):
-            moved = call.pos - prev.pos
-            text = (f"between forward {i} ({prev.T} token{'s' * (prev.T > 1)}) and forward {i + 1} the cache's pos "
-                    f"moved by {moved}, not by {prev.T}.")
-            if moved in (n_layer * prev.T, (n_layer + 1) * prev.T):
-                return text, (f"pos is advanced in every layer ({n_layer} layers: pos moved by {moved} for T = "
-                              f"{prev.T}); only the GPT moves it, with kv_cache.advance(T) once, after the last block")
-            return text, None
+        else:
+            return (f"between forward {i} and forward {i + 1} the cache's pos went from {held} to {call.pos}, "
+                    f"neither kept nor reset to 0.", None)
         if out is not None:
             want = out[:, L + i - call.T:L + i]
             if call.tokens.shape != want.shape or not torch.equal(call.tokens, want):

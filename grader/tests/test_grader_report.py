@@ -10,6 +10,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from grader.cli import main
+from grader.registry import EXERCISES
+
+TOTAL = sum(ex.points for ex in EXERCISES)  # every exercise's points: the registry's, not a number copied here
 
 
 def run(capsys, fake, *argv):
@@ -28,7 +31,7 @@ def states(capsys, fake, *argv):
 def test_fresh_project_shows_zero_percent_and_next_01(capsys, fake):
     code, out, err = run(capsys, fake)
     assert code == 0, err
-    assert "0 %" in out and "0 of 100 points" in out
+    assert "0 %" in out and f"0 of {TOTAL} points" in out
     assert "next: 01 norms" in out
     assert "pytest tests/test_01_norms.py" in out
     assert "first TODO: first — return the id" in out
@@ -39,14 +42,14 @@ def test_fresh_project_states(capsys, fake):
     assert label["01"] == label["02"] == label["04"] == "not started"
     assert label["03"] == "blocked by 01 — fix it or `swap 01`"
     assert label["99"].startswith("blocked by 01")
-    assert data["score"] == 0 and data["max_score"] == 100
+    assert data["score"] == 0 and data["max_score"] == TOTAL
     assert data["next"] == {"id": "01", "name": "norms", "command": "pytest tests/test_01_norms.py"}
 
 
 def test_reference_scores_everything(capsys, fake):
     data, label = states(capsys, fake, "--impl", "solutions")
     assert set(label.values()) == {"passed"}
-    assert data["score"] == 100 and data["percent"] == 100.0 and data["next"] is None
+    assert data["score"] == TOTAL and data["percent"] == 100.0 and data["next"] is None
     code, out, _ = run(capsys, fake, "--impl", "solutions")
     assert "100 %" in out and "Every exercise passes" in out
 
@@ -142,10 +145,10 @@ def test_list_shows_one_line_per_exercise(capsys, fake):
     code, out, _ = run(capsys, fake, "list")
     lines = out.strip().splitlines()
     assert code == 0
-    assert len(lines) == 11  # ten exercises and the total
+    assert len(lines) == len(EXERCISES) + 1  # one line per exercise and the total
     assert lines[0].startswith("01 norms") and "passed" in lines[0] and "5/5" in lines[0]
     assert lines[2].startswith("03 attention") and "blocked by 02" in lines[2]
-    assert lines[-1] == "5/100 points (5 %)"
+    assert lines[-1] == f"5/{TOTAL} points ({100 * 5 / TOTAL:.0f} %)"
 
 
 def test_check_runs_one_exercise_with_full_messages(capsys, fake):
@@ -242,12 +245,12 @@ def test_gradescope_results_validate_and_add_up(capsys, fake, tmp_path, swapped)
     path = tmp_path / "results.json"
     code, out, err = run(capsys, fake, "--format", "gradescope", "--output", str(path))
     assert code == 0, err
-    assert f"wrote {path}: 10/100 points" in out
+    assert f"wrote {path}: 10/{TOTAL} points" in out
     results = json.loads(path.read_text())
     validate(results, GRADESCOPE_SCHEMA)
-    assert results["score"] == 10 and results["max_score"] == 100
+    assert results["score"] == 10 and results["max_score"] == TOTAL
     assert sum(t["score"] for t in results["tests"]) == pytest.approx(10)
-    assert sum(t["max_score"] for t in results["tests"]) == pytest.approx(100)
+    assert sum(t["max_score"] for t in results["tests"]) == pytest.approx(TOTAL)
     norms = [t for t in results["tests"] if t["name"].startswith("01 norms")]
     assert len(norms) == 2 and sum(t["score"] for t in norms) == pytest.approx(5)
     mlp = [t for t in results["tests"] if t["name"].startswith("04 mlp")]
@@ -273,12 +276,12 @@ def test_junit_has_one_suite_per_exercise(capsys, fake):
     assert code == 0
     root = ET.fromstring(out)
     suites = {s.get("name"): s for s in root.iter("testsuite")}
-    assert len(suites) == 10
+    assert len(suites) == len(EXERCISES)
     assert suites["01 norms"].get("failures") == "0" and suites["01 norms"].get("tests") == "2"
     assert suites["04 mlp"].get("failures") == "1" and suites["04 mlp"].get("skipped") == "1"
     props = {p.get("name"): p.get("value") for p in suites["01 norms"].iter("property")}
     assert props["state"] == "passed" and props["points"] == "5"
-    assert root.get("tests") == "20"
+    assert root.get("tests") == str(2 * len(EXERCISES))  # two tests per fake exercise
 
 
 def test_json_to_a_file(capsys, fake, tmp_path):

@@ -60,6 +60,8 @@ def repeat_kv(x, n_rep):
     """(B, Hkv, T, D) -> (B, Hkv * n_rep, T, D): kv head j becomes heads j*n_rep .. (j+1)*n_rep - 1."""
     ### BEGIN SOLUTION
     ### TODO: repeat each kv head n_rep times, the copies side by side (head j -> j*n_rep .. (j+1)*n_rep - 1)
+    if n_rep == 1:  # multi-head: nothing to repeat (and with a KV cache, no copy of every cached position)
+        return x
     return torch.repeat_interleave(x, n_rep, dim=1)
     ### END SOLUTION
 

@@ -19,6 +19,9 @@ The module: c_attn projects x (B, T, C) to q, k, v in one matmul, in that
 order along the last dim; heads are split out to (B, H, T, D), attended, put
 back side by side to (B, T, C), and projected by c_proj.
 
+With a KV cache (exercise 10), the new keys and values join those of the earlier
+positions after rope, and the T new queries attend to all of them.
+
 Off limits here: F.scaled_dot_product_attention (it comes back in exercise 14).
 """
 
@@ -60,10 +63,15 @@ class CausalSelfAttention(nn.Module):
         raise NotImplementedError("03 attention: CausalSelfAttention.__init__ — c_attn = Linear(n_embd, (n_head + 2 * n_kv_head) * head_dim) and c_proj = Linear(n_embd, n_embd)")
 
     def forward(self, x, rotary=None, kv_cache=None):
-        """x: (B, T, C); rotary: (cos, sin) for x's positions, or None. Returns (B, T, C)."""
+        """x: (B, T, C); rotary: (cos, sin) for x's positions, or None. Returns (B, T, C).
+
+        kv_cache (exercise 10): a KVCache holding this layer's earlier keys and values, or None."""
+        # TODO: B, T, C = x.shape; split c_attn(x) into q, k, v (in that order) and their heads: q (B, n_head, T, D),
+        #       k and v (B, n_kv_head, T, D); rotary (if given) on q and k, then rms_norm (no weight) if qk_norm
+        raise NotImplementedError("03 attention: CausalSelfAttention.forward — B, T, C = x.shape; split c_attn(x) into q, k, v (in that order) and their heads: q (B, n_head, T, D)")
         if kv_cache is not None:
-            raise NotImplementedError("10 kv_cache: a KV cache comes in exercise 10; pass kv_cache=None for now.")
-        # TODO: split c_attn(x) into q, k, v (in that order) and their heads: (B, H, T, D), k and v with n_kv_head
-        #       rotary (if given) on q and k, then rms_norm (no weight) on q and k if qk_norm
-        #       repeat_kv, causal_attention, heads back side by side (B, T, C), c_proj
-        raise NotImplementedError("03 attention: CausalSelfAttention.forward — split c_attn(x) into q, k, v (in that order) and their heads: (B, H, T, D), k and v with n_kv_head")
+            # TODO: store the new (rotated) k, v in kv_cache for this layer (self.layer_idx) and go on with what
+            #       it returns: k and v of every cached position, (B, n_kv_head, pos + T, D), for the T queries
+            raise NotImplementedError("10 kv_cache: CausalSelfAttention.forward — store the new (rotated) k, v in kv_cache for this layer (self.layer_idx) and go on with what")
+        # TODO: repeat_kv, causal_attention, heads back side by side (B, T, C), c_proj
+        raise NotImplementedError("03 attention: CausalSelfAttention.forward — repeat_kv, causal_attention, heads back side by side (B, T, C), c_proj")

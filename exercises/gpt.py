@@ -3,6 +3,7 @@
     idx (B, T) token ids
     x = wte(idx) + wpe(0 .. T-1)        wpe only with learned positions (GPT-2)
     x = Block(x) for each of the n_layer blocks   (rope: cos/sin for positions 0 .. T-1 go to every block)
+    (with a KV cache, exercise 10: positions pos .. pos+T-1, pos = the positions already cached)
     logits = lm_head(ln_f(x))           (B, T, vocab_size), float32
     logits = c * tanh(logits / c)       only with a logit_softcap c
     loss = cross_entropy(logits, targets, ignore_index=-1)   targets are already shifted
@@ -44,11 +45,25 @@ class GPT(nn.Module):
         raise NotImplementedError("06 gpt: GPT.__init__ — self.transformer = ModuleDict(wte, wpe (learned positions only), drop, h = n_layer Blocks, ln_f)")
 
     def forward(self, idx, targets=None, kv_cache=None):
-        """idx: (B, T) int64; targets: (B, T) or None. Returns (logits (B, T, V) float32, loss or None)."""
-        # TODO: ValueError if T > block_size; x = wte(idx) (+ wpe(positions)), dropout
-        #       rotary = rotary_cos_sin(T, head_dim, rope_base) with rope; every block; ln_f; lm_head
-        #       logits in float32 (float64 stays), softcap if set; loss = cross_entropy(..., ignore_index=-1)
-        raise NotImplementedError("06 gpt: GPT.forward — ValueError if T > block_size; x = wte(idx) (+ wpe(positions)), dropout")
+        """idx: (B, T) int64; targets: (B, T) or None. Returns (logits (B, T, V) float32, loss or None).
+
+        kv_cache (exercise 10): a KVCache holding the positions before idx, or None."""
+        B, T = idx.shape
+        pos = 0  # the position of idx's first token: 0 without a cache
+        if kv_cache is not None:
+            # TODO: idx continues the cached positions: pos = kv_cache.pos, so token i sits at position pos + i;
+            #       ValueError naming the numbers if pos + T > block_size
+            raise NotImplementedError("10 kv_cache: GPT.forward — idx continues the cached positions: pos = kv_cache.pos, so token i sits at position pos + i")
+        # TODO: ValueError if T > block_size; x = wte(idx) (+ wpe(positions pos .. pos + T - 1)), dropout
+        #       with rope, cos/sin for positions pos .. pos + T - 1 (rows pos.. of rotary_cos_sin(pos + T, head_dim,
+        #       rope_base)); every block, in order, with rotary and kv_cache
+        raise NotImplementedError("06 gpt: GPT.forward — ValueError if T > block_size; x = wte(idx) (+ wpe(positions pos .. pos + T - 1)), dropout")
+        if kv_cache is not None:
+            # TODO: every layer has cached the T new positions: advance the cache, once
+            raise NotImplementedError("10 kv_cache: GPT.forward — every layer has cached the T new positions: advance the cache, once")
+        # TODO: ln_f; lm_head; logits in float32 (float64 stays), softcap if set;
+        #       loss = cross_entropy(..., ignore_index=-1) with targets, else None
+        raise NotImplementedError("06 gpt: GPT.forward — ln_f; lm_head; logits in float32 (float64 stays), softcap if set")
 
     def init_weights(self):
         """normal(0, 0.02) for Linear and Embedding weights, zero biases, unit norm weights;

@@ -153,6 +153,25 @@ EXERCISES: tuple[Exercise, ...] = (
         ),
     ),
     Exercise(
+        "10", "kv_cache", "The KV cache: fast generation", ("03", "06", "09"), 10,
+        (
+            "Generating one token at a time recomputes the keys and values of every earlier token, in every "
+            "layer, at every step. Keep them instead: per layer, the cache holds the (rotated) keys and the values "
+            "of every position seen so far, and each forward computes only the new tokens'.",
+            "KVCache: allocate each layer's buffers once, torch.zeros(batch_size, n_kv_head, max_len, head_dim). "
+            "update writes with a slice assignment, cache.k[layer][:, :, pos:pos + T] = k (in place, cast to the "
+            "buffer's dtype), and returns the slices [:, :, :pos + T]. Only advance(T) moves pos.",
+            "Positions: with a cache, token i of idx sits at position cache.pos + i, for wpe (torch.arange(pos, "
+            "pos + T)) and for rope (the last T rows of rotary_cos_sin(pos + T, ...)). In attention, update the "
+            "cache after rope and qk-norm and before repeat_kv; causal_attention already puts Tq < Tk queries at "
+            "the end.",
+            "GPT.forward: pos = kv_cache.pos, ValueError if pos + T > block_size, the blocks, then "
+            "kv_cache.advance(T) once. generate(use_cache=True): KVCache(n_layer, B, block_size, n_kv_head, "
+            "head_dim) in the parameters' dtype and device; each step feed only what is not cached yet (the "
+            "prompt first, then idx[:, -1:]); when pos reaches block_size, reset() and feed idx[:, -block_size:].",
+        ),
+    ),
+    Exercise(
         "11", "bpe", "Byte-pair encoding: training and tokenizing", (), 15,
         (
             "Work on bytes, never on characters: text.encode(\"utf-8\"), and a token is a bytes object. Cut the "

@@ -13,6 +13,12 @@ and becomes, in exercises/:
         # TODO: scores = q @ kᵀ / sqrt(D) ...
         raise NotImplementedError("03 attention: causal_attention — scores = q @ kᵀ / sqrt(D) ...")
 
+A region that belongs to a later exercise than the file's names it after the
+marker, `### BEGIN SOLUTION 10`, and its NotImplementedError carries that
+exercise's label ("10 kv_cache: CausalSelfAttention.forward — ..."): exercise 10
+(the KV cache) revisits code in attention.py, gpt.py and generate.py, and a learner
+who has not reached it yet still passes 03, 06 and 09, whose tests never go there.
+
 Files without markers (config.py) are copied as they are; exercises/__init__.py
 is the swap hook below. Nothing here writes into exercises/ itself:
 
@@ -25,12 +31,12 @@ import re
 import sys
 from pathlib import Path
 
-from .registry import ROOT, BY_NAME
+from .registry import ROOT, BY_ID, BY_NAME
 
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
 
-BEGIN = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION\s*$")
+BEGIN = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION(?:[ \t]+(?P<id>\S+))?\s*$")
 END = re.compile(r"^\s*### END SOLUTION\s*$")
 TODO = re.compile(r"^\s*### TODO:\s?(?P<text>.*)$")
 DEF = re.compile(r"^(?P<indent>\s*)(?:def|class)\s+(?P<name>\w+)")
@@ -67,8 +73,22 @@ def _owner(lines: list[str], start: int, indent: str) -> str:
     return ".".join(reversed(names))
 
 
+def _region_label(begin, label: str, filename: str, line: int) -> str:
+    """The label of a region: the file's, or that of the exercise named after BEGIN SOLUTION."""
+    key = begin["id"]
+    if key is None:
+        return label
+    if not key.isdigit() or key.zfill(2) not in BY_ID:
+        raise ScaffoldError(f"{filename}:{line}: BEGIN SOLUTION {key}: {key!r} is not an exercise id in "
+                            f"grader/registry.py.")
+    return BY_ID[key.zfill(2)].label
+
+
 def strip_solutions(text: str, label: str, filename: str = "<solution>") -> str:
-    """The exercise version of a solutions module's text; label is the exercise's "03 attention"."""
+    """The exercise version of a solutions module's text; label is the exercise's "03 attention".
+
+    A region opened with `### BEGIN SOLUTION NN` belongs to exercise NN: its NotImplementedError
+    carries NN's label instead of the file's."""
     lines = text.splitlines(keepends=True)
     out: list[str] = []
     i = 0
@@ -81,6 +101,7 @@ def strip_solutions(text: str, label: str, filename: str = "<solution>") -> str:
             i += 1
             continue
         indent, start = begin["indent"], i
+        region_label = _region_label(begin, label, filename, i + 1)
         todos = []
         i += 1
         while i < len(lines) and not END.match(lines[i]):
@@ -97,7 +118,7 @@ def strip_solutions(text: str, label: str, filename: str = "<solution>") -> str:
         where = _owner(lines, start, indent)
         out.append(f"{indent}# TODO: {todos[0]}\n")
         out.extend(f"{indent}#       {todo}\n" for todo in todos[1:])
-        message = f"{label}: {where} — {todos[0].rstrip(',;: ')}".replace("\\", "\\\\").replace('"', '\\"')
+        message = f"{region_label}: {where} — {todos[0].rstrip(',;: ')}".replace("\\", "\\\\").replace('"', '\\"')
         out.append(f'{indent}raise NotImplementedError("{message}")\n')
         i += 1  # past END SOLUTION
     return "".join(out)

@@ -19,6 +19,9 @@ The module: c_attn projects x (B, T, C) to q, k, v in one matmul, in that
 order along the last dim; heads are split out to (B, H, T, D), attended, put
 back side by side to (B, T, C), and projected by c_proj.
 
+With a KV cache (exercise 10), the new keys and values join those of the earlier
+positions after rope, and the T new queries attend to all of them.
+
 Off limits here: F.scaled_dot_product_attention (it comes back in exercise 14).
 """
 
@@ -57,6 +60,8 @@ def repeat_kv(x, n_rep):
     """(B, Hkv, T, D) -> (B, Hkv * n_rep, T, D): kv head j becomes heads j*n_rep .. (j+1)*n_rep - 1."""
     ### BEGIN SOLUTION
     ### TODO: repeat each kv head n_rep times, the copies side by side (head j -> j*n_rep .. (j+1)*n_rep - 1)
+    if n_rep == 1:  # multi-head: nothing to repeat (and with a KV cache, no copy of every cached position)
+        return x
     return torch.repeat_interleave(x, n_rep, dim=1)
     ### END SOLUTION
 
@@ -83,13 +88,12 @@ class CausalSelfAttention(nn.Module):
         ### END SOLUTION
 
     def forward(self, x, rotary=None, kv_cache=None):
-        """x: (B, T, C); rotary: (cos, sin) for x's positions, or None. Returns (B, T, C)."""
-        if kv_cache is not None:
-            raise NotImplementedError("10 kv_cache: a KV cache comes in exercise 10; pass kv_cache=None for now.")
+        """x: (B, T, C); rotary: (cos, sin) for x's positions, or None. Returns (B, T, C).
+
+        kv_cache (exercise 10): a KVCache holding this layer's earlier keys and values, or None."""
         ### BEGIN SOLUTION
-        ### TODO: split c_attn(x) into q, k, v (in that order) and their heads: (B, H, T, D), k and v with n_kv_head
-        ### TODO: rotary (if given) on q and k, then rms_norm (no weight) on q and k if qk_norm
-        ### TODO: repeat_kv, causal_attention, heads back side by side (B, T, C), c_proj
+        ### TODO: B, T, C = x.shape; split c_attn(x) into q, k, v (in that order) and their heads: q (B, n_head, T, D),
+        ### TODO: k and v (B, n_kv_head, T, D); rotary (if given) on q and k, then rms_norm (no weight) if qk_norm
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(
             [self.n_head * self.head_dim, self.n_kv_head * self.head_dim, self.n_kv_head * self.head_dim], dim=-1
@@ -102,6 +106,15 @@ class CausalSelfAttention(nn.Module):
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if self.qk_norm:
             q, k = rms_norm(q, eps=self.norm_eps), rms_norm(k, eps=self.norm_eps)
+        ### END SOLUTION
+        if kv_cache is not None:
+            ### BEGIN SOLUTION 10
+            ### TODO: store the new (rotated) k, v in kv_cache for this layer (self.layer_idx) and go on with what
+            ### TODO: it returns: k and v of every cached position, (B, n_kv_head, pos + T, D), for the T queries
+            k, v = kv_cache.update(self.layer_idx, k, v)
+            ### END SOLUTION
+        ### BEGIN SOLUTION
+        ### TODO: repeat_kv, causal_attention, heads back side by side (B, T, C), c_proj
         n_rep = self.n_head // self.n_kv_head
         k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
         y = causal_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)

@@ -3,6 +3,7 @@
     idx (B, T) token ids
     x = wte(idx) + wpe(0 .. T-1)        wpe only with learned positions (GPT-2)
     x = Block(x) for each of the n_layer blocks   (rope: cos/sin for positions 0 .. T-1 go to every block)
+    (with a KV cache, exercise 10: positions pos .. pos+T-1, pos = the positions already cached)
     logits = lm_head(ln_f(x))           (B, T, vocab_size), float32
     logits = c * tanh(logits / c)       only with a logit_softcap c
     loss = cross_entropy(logits, targets, ignore_index=-1)   targets are already shifted
@@ -58,23 +59,45 @@ class GPT(nn.Module):
         ### END SOLUTION
 
     def forward(self, idx, targets=None, kv_cache=None):
-        """idx: (B, T) int64; targets: (B, T) or None. Returns (logits (B, T, V) float32, loss or None)."""
-        ### BEGIN SOLUTION
-        ### TODO: ValueError if T > block_size; x = wte(idx) (+ wpe(positions)), dropout
-        ### TODO: rotary = rotary_cos_sin(T, head_dim, rope_base) with rope; every block; ln_f; lm_head
-        ### TODO: logits in float32 (float64 stays), softcap if set; loss = cross_entropy(..., ignore_index=-1)
+        """idx: (B, T) int64; targets: (B, T) or None. Returns (logits (B, T, V) float32, loss or None).
+
+        kv_cache (exercise 10): a KVCache holding the positions before idx, or None."""
         B, T = idx.shape
+        pos = 0  # the position of idx's first token: 0 without a cache
+        if kv_cache is not None:
+            ### BEGIN SOLUTION 10
+            ### TODO: idx continues the cached positions: pos = kv_cache.pos, so token i sits at position pos + i;
+            ### TODO: ValueError naming the numbers if pos + T > block_size
+            pos = kv_cache.pos
+            if pos + T > self.config.block_size:
+                raise ValueError(f"The cache holds {pos} positions and idx brings {T} more: {pos + T} > block_size "
+                                 f"{self.config.block_size}; reset the cache and feed the last block_size tokens.")
+            ### END SOLUTION
+        ### BEGIN SOLUTION
+        ### TODO: ValueError if T > block_size; x = wte(idx) (+ wpe(positions pos .. pos + T - 1)), dropout
+        ### TODO: with rope, cos/sin for positions pos .. pos + T - 1 (rows pos.. of rotary_cos_sin(pos + T, head_dim,
+        ### TODO: rope_base)); every block, in order, with rotary and kv_cache
         if T > self.config.block_size:
             raise ValueError(f"The sequence has {T} tokens but block_size is {self.config.block_size}: crop it.")
         x = self.transformer.wte(idx)
         if self.config.pos_emb == "learned":
-            x = x + self.transformer.wpe(torch.arange(T, device=idx.device))
+            x = x + self.transformer.wpe(torch.arange(pos, pos + T, device=idx.device))
         x = self.transformer.drop(x)
         rotary = None
         if self.config.pos_emb == "rope":
-            rotary = rotary_cos_sin(T, self.config.head_dim, self.config.rope_base, device=idx.device)
+            cos, sin = rotary_cos_sin(pos + T, self.config.head_dim, self.config.rope_base, device=idx.device)
+            rotary = (cos[pos:], sin[pos:])
         for block in self.transformer.h:
             x = block(x, rotary=rotary, kv_cache=kv_cache)
+        ### END SOLUTION
+        if kv_cache is not None:
+            ### BEGIN SOLUTION 10
+            ### TODO: every layer has cached the T new positions: advance the cache, once
+            kv_cache.advance(T)
+            ### END SOLUTION
+        ### BEGIN SOLUTION
+        ### TODO: ln_f; lm_head; logits in float32 (float64 stays), softcap if set;
+        ### TODO: loss = cross_entropy(..., ignore_index=-1) with targets, else None
         x = self.transformer.ln_f(x)
         logits = self.lm_head(x)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))

@@ -510,22 +510,6 @@ def test_module_does_not_modify_its_inputs():
     expect_unchanged(before, dict(x=x, cos=cos, sin=sin), "CausalSelfAttention", module=MODULE)
 
 
-def test_kv_cache_is_not_implemented_until_exercise_10():
-    attn = run(mine().CausalSelfAttention, make_config("mha-bias"))
-    x = randn(1, 3, 32, seed=23)
-    try:
-        run(attn, x, kv_cache=object())
-    except NotImplementedError as error:
-        if str(error).startswith("10 kv_cache"):
-            return
-        if str(error).startswith("03 attention:"):
-            raise  # a TODO still to do: not started
-        fail(MODULE, f"forward(x, kv_cache=...) raised NotImplementedError({str(error)!r}); the message starts with "
-                     f"'10 kv_cache: ' (keep the given first lines of forward).")
-    fail(MODULE, "forward(x, kv_cache=...) with a cache did not raise NotImplementedError('10 kv_cache: ...'); "
-                 "a KV cache comes in exercise 10 (keep the given first lines of forward).")
-
-
 def describe(out):
     return f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
 

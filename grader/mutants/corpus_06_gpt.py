@@ -45,14 +45,14 @@ MUTANTS = [
     Mutant(
         "06-no-positions", "gpt",
         "The position embeddings are never added.",
-        (("            x = x + self.transformer.wpe(torch.arange(T, device=idx.device))\n", "            pass\n"),),
+        (("            x = x + self.transformer.wpe(torch.arange(pos, pos + T, device=idx.device))\n", "            pass\n"),),
         ("position embeddings are not added",),
     ),
     Mutant(
         "06-positions-from-one", "gpt",
         "The positions run 1 .. T instead of 0 .. T-1.",
-        (("self.transformer.wpe(torch.arange(T, device=idx.device))",
-          "self.transformer.wpe(torch.arange(1, T + 1, device=idx.device))"),),
+        (("self.transformer.wpe(torch.arange(pos, pos + T, device=idx.device))",
+          "self.transformer.wpe(torch.arange(pos + 1, pos + T + 1, device=idx.device))"),),
         ("start at 1",),
     ),
     Mutant(
@@ -76,14 +76,14 @@ MUTANTS = [
     Mutant(
         "06-rope-base-ignored", "gpt",
         "The rotary tables use the default base instead of config.rope_base.",
-        (("rotary_cos_sin(T, self.config.head_dim, self.config.rope_base, device=idx.device)",
-          "rotary_cos_sin(T, self.config.head_dim, device=idx.device)"),),
+        (("rotary_cos_sin(pos + T, self.config.head_dim, self.config.rope_base, device=idx.device)",
+          "rotary_cos_sin(pos + T, self.config.head_dim, device=idx.device)"),),
         ("rope_base is ignored",),
     ),
     Mutant(
         "06-rotary-for-block-size", "gpt",
         "The rotary tables are built for block_size positions and not sliced to T.",
-        (("rotary_cos_sin(T, self.config.head_dim,", "rotary_cos_sin(self.config.block_size, self.config.head_dim,"),),
+        (("rotary_cos_sin(pos + T, self.config.head_dim,", "rotary_cos_sin(self.config.block_size, self.config.head_dim,"),),
         ("rotary tables",),
     ),
     Mutant(

@@ -1,4 +1,8 @@
-"""Mistakes learners make in 09 generate."""
+"""Mistakes learners make in 09 generate.
+
+generate.py also holds exercise 10's cached loop, whose lines repeat some of 09's at a deeper
+indentation: the finds below start with a newline and 09's indentation, so they hit 09's loop only.
+"""
 
 from . import Mutant
 
@@ -7,7 +11,7 @@ TOP_K = "logits = logits.masked_fill(logits < kth_largest, float(\"-inf\"))"
 NUCLEUS = "drop_sorted = mass_before >= top_p  # p is already reached without this token"
 SCATTER = "drop = drop_sorted.scatter(-1, order, drop_sorted)"
 DRAW = "return torch.multinomial(probs, num_samples=1, generator=generator)"
-STEP = "next_token = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)"
+STEP = "\n                next_token = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)"
 
 MUTANTS = [
     Mutant(
@@ -109,37 +113,38 @@ MUTANTS = [
     Mutant(
         "09-first-position", "generate",
         "generate samples from the logits of the first position instead of the last.",
-        ((STEP, "next_token = sample_next_token(logits[:, 0, :], temperature, top_k, top_p, generator)"),),
+        ((STEP, "\n                next_token = sample_next_token(logits[:, 0, :], temperature, top_k, top_p, generator)"),),
         ("first position",),
     ),
     Mutant(
         "09-temperature-not-passed", "generate",
         "generate calls sample_next_token without the temperature, so greedy generation samples.",
-        ((STEP, "next_token = sample_next_token(logits[:, -1, :], top_k=top_k, top_p=top_p, generator=generator)"),),
+        ((STEP, "\n                next_token = sample_next_token(logits[:, -1, :], top_k=top_k, top_p=top_p, "
+                "generator=generator)"),),
         ("temperature",),
     ),
     Mutant(
         "09-not-restoring-train-mode", "generate",
         "generate switches to eval mode and never switches back.",
-        (("        model.train(was_training)\n", "        pass\n"),),
+        (("\n        model.train(was_training)\n", "\n        pass\n"),),
         ("not restoring train mode",),
     ),
     Mutant(
         "09-always-train-after", "generate",
         "generate calls model.train() at the end, whatever the mode was before.",
-        (("        model.train(was_training)\n", "        model.train()\n"),),
+        (("\n        model.train(was_training)\n", "\n        model.train()\n"),),
         ("eval mode into train mode",),
     ),
     Mutant(
         "09-no-eval", "generate",
         "generate runs the model in whatever mode it is in (dropout stays on in train mode).",
-        (("    model.eval()\n", ""),),
+        (("\n    model.eval()\n", "\n"),),
         ("model.eval()",),
     ),
     Mutant(
         "09-with-gradients", "generate",
         "generate builds an autograd graph: no torch.no_grad().",
-        (("with torch.no_grad():", "if True:"),),
+        (("\n        with torch.no_grad():", "\n        if True:"),),
         ("no_grad",),
     ),
 ]

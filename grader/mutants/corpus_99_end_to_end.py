@@ -82,7 +82,8 @@ MUTANTS = [
     Mutant(
         "99-generate-first-position", "generate",
         "generate samples from the logits of the first position instead of the last.",
-        (("sample_next_token(logits[:, -1, :], temperature", "sample_next_token(logits[:, 0, :], temperature"),),
+        (("\n                next_token = sample_next_token(logits[:, -1, :], temperature",
+          "\n                next_token = sample_next_token(logits[:, 0, :], temperature"),),
         ("first position",), E2E,
     ),
     Mutant(
@@ -94,14 +95,14 @@ MUTANTS = [
     Mutant(
         "99-generate-ignores-temperature", "generate",
         "generate does not pass temperature (or top_k, top_p) on, so temperature 0 samples at temperature 1.",
-        (("sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)",
-          "sample_next_token(logits[:, -1, :], generator=generator)"),),
+        (("\n                next_token = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)",
+          "\n                next_token = sample_next_token(logits[:, -1, :], generator=generator)"),),
         ("argmax",), E2E,
     ),
     Mutant(
         "99-generate-prepends", "generate",
         "generate puts each new token in front of the sequence instead of after it.",
-        (("idx = torch.cat((idx, next_token), dim=1)", "idx = torch.cat((next_token, idx), dim=1)"),),
+        (("\n                idx = torch.cat((idx, next_token), dim=1)", "\n                idx = torch.cat((next_token, idx), dim=1)"),),
         ("prompt",), E2E,
     ),
 ]

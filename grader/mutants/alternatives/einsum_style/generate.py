@@ -4,6 +4,8 @@ sums and searchsorted, and inverse-CDF sampling with one uniform draw per row.""
 import torch
 import torch.nn.functional as F
 
+from .kv_cache import KVCache
+
 
 def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     """logits: (B, V). Returns (B, 1) int64 token ids. Never modifies logits."""
@@ -31,8 +33,10 @@ def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator
     return choice.to(torch.int64)
 
 
-def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None, use_cache=False):
     """idx: (B, T) int64 prompt. Returns (B, T + max_new_tokens), in eval mode, restoring the model's mode."""
+    if use_cache:
+        return _generate_cached(model, idx, max_new_tokens, temperature, top_k, top_p, generator)
     was_training = model.training
     model.eval()
     block_size = model.config.block_size
@@ -43,6 +47,30 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
                 logits, _ = model(context)
                 nxt = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
                 idx = torch.cat((idx, nxt), dim=1)
+    finally:
+        model.train(was_training)
+    return idx
+
+
+def _generate_cached(model, idx, max_new_tokens, temperature, top_k, top_p, generator):
+    """generate with a KVCache: `pending` holds the tokens the cache has not seen yet."""
+    cfg = model.config
+    p = next(model.parameters())
+    cache = KVCache(cfg.n_layer, idx.shape[0], cfg.block_size, cfg.n_kv_head, cfg.head_dim, dtype=p.dtype,
+                    device=p.device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            pending = idx[:, -cfg.block_size:]
+            for _ in range(max_new_tokens):
+                if cache.pos + pending.shape[1] > cfg.block_size:  # no room: start again from the last window
+                    cache.reset()
+                    pending = idx[:, -cfg.block_size:]
+                logits, _ = model(pending, kv_cache=cache)
+                nxt = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
+                idx = torch.cat((idx, nxt), dim=1)
+                pending = nxt
     finally:
         model.train(was_training)
     return idx

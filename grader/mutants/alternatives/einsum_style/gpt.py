@@ -39,17 +39,21 @@ class GPT(nn.Module):
         """idx: (B, T) int64; targets: (B, T) or None. Returns (logits (B, T, V) float32, loss or None)."""
         cfg = self.config
         B, T = idx.shape
-        if T > cfg.block_size:
-            raise ValueError(f"sequence of length {T} is longer than block_size {cfg.block_size}.")
+        start = 0 if kv_cache is None else kv_cache.pos
+        if start + T > cfg.block_size:
+            raise ValueError(f"positions {start} .. {start + T - 1} do not fit in block_size {cfg.block_size}.")
         x = self.transformer.wte(idx)
         rotary = None
         if cfg.pos_emb == "learned":
-            x = x + self.transformer.wpe(torch.arange(T, device=idx.device))
+            x = x + self.transformer.wpe(torch.arange(start, start + T, device=idx.device))
         else:
-            rotary = rotary_cos_sin(T, cfg.head_dim, cfg.rope_base, device=idx.device)
+            cos, sin = rotary_cos_sin(start + T, cfg.head_dim, cfg.rope_base, device=idx.device)
+            rotary = (cos.narrow(0, start, T), sin.narrow(0, start, T))
         x = self.transformer.drop(x)
         for block in self.transformer.h:
             x = block(x, rotary=rotary, kv_cache=kv_cache)
+        if kv_cache is not None:
+            kv_cache.advance(T)
         x = self.transformer.ln_f(x)
         logits = self.lm_head(x)
         if logits.dtype != torch.float64:

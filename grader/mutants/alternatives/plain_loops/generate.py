@@ -5,6 +5,8 @@ renormalised probabilities and torch.multinomial; generate fills a preallocated 
 import torch
 import torch.nn.functional as F
 
+from .kv_cache import KVCache
+
 
 def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     """logits: (B, V). Returns (B, 1) int64 token ids. Never modifies logits."""
@@ -29,18 +31,31 @@ def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
-def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None, use_cache=False):
     """idx: (B, T) int64 prompt. Returns (B, T + max_new_tokens), in eval mode, restoring the model's mode."""
     previous_mode = model.training
     model.train(False)
     B, T = idx.shape
     out = torch.empty((B, T + max_new_tokens), dtype=idx.dtype, device=idx.device)
     out[:, :T] = idx
-    bs = model.config.block_size
+    cfg = model.config
+    bs = cfg.block_size
+    cache = None
+    if use_cache:
+        weight = next(iter(model.parameters()))
+        cache = KVCache(cfg.n_layer, B, bs, cfg.n_kv_head, cfg.head_dim, dtype=weight.dtype, device=weight.device)
+    base = max(0, T - bs)  # out[:, base] sits at the cache's position 0
+    done = base  # out[:, base:done] is in the cache
     with torch.no_grad():
         for t in range(T, T + max_new_tokens):
-            start = max(0, t - bs)
-            logits, _ = model(out[:, start:t])
+            if cache is None:
+                logits, _ = model(out[:, max(0, t - bs):t])
+            else:
+                if t - base > bs:  # the window has moved past the cache: fill it again
+                    cache.reset()
+                    base = done = t - bs
+                logits, _ = model(out[:, done:t], kv_cache=cache)
+                done = t
             out[:, t] = sample_next_token(logits[:, -1, :], temperature=temperature, top_k=top_k,
                                           top_p=top_p, generator=generator)[:, 0]
     model.train(previous_mode)

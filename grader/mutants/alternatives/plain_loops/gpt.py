@@ -47,17 +47,20 @@ class GPT(nn.Module):
         """idx: (B, T) int64; targets: (B, T) or None. Returns (logits (B, T, V) float32, loss or None)."""
         cfg = self.config
         T = idx.shape[1]
-        if T > cfg.block_size:
-            raise ValueError(f"Cannot forward a sequence of length {T}: block_size is only {cfg.block_size}.")
+        p0 = kv_cache.pos if kv_cache is not None else 0
+        if p0 + T > cfg.block_size:
+            raise ValueError(f"Cannot forward {T} tokens after {p0} cached ones: block_size is only {cfg.block_size}.")
         x = self.transformer.wte(idx)
         if cfg.pos_emb == "learned":
-            x = x + self.transformer.wpe.weight[:T]
+            x = x + self.transformer.wpe.weight[p0:p0 + T]
             rotary = None
         else:
-            rotary = (self.rope_cos[:T], self.rope_sin[:T])
+            rotary = (self.rope_cos[p0:p0 + T], self.rope_sin[p0:p0 + T])
         x = F.dropout(x, p=cfg.dropout, training=self.training)
         for i in range(len(self.transformer.h)):
             x = self.transformer.h[i](x, rotary, kv_cache)
+        if kv_cache is not None:
+            kv_cache.advance(T)
         x = self.transformer.ln_f(x)
         logits = self.lm_head(x)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))

@@ -4,7 +4,7 @@ The model is always the reference GPT (never the learner's, so 13 does not need 
 with dropout 0.1 wherever training runs, so that the random numbers matter. The
 resume test trains with the learner's own parts, because resuming has to work with
 what the learner trains with: configure_optimizers and lr_at (07), get_batch and
-train_step (08), and configure_muon (12) once that exercise is in the project. The
+train_step (08), and configure_muon (12). The
 other tests use torch's optimizers, so they isolate the checkpoint module.
 
 What a checkpoint file holds is read here with torch.load(..., weights_only=True);
@@ -364,8 +364,6 @@ def test_resume_is_bit_exact_with_your_adamw_and_train_step(tmp_path):
 
 
 def test_resume_is_bit_exact_with_your_muon(tmp_path):
-    if not (ROOT / "solutions" / "muon.py").is_file():  # the file itself: an editable install may resolve the name
-        pytest.skip("12 muon is not in this project yet (no solutions/muon.py)")
 
     def make(model):
         return learner("muon").configure_muon(model, muon_lr=0.02, adam_lr=MAX_LR)

@@ -1,6 +1,5 @@
 """Mistakes learners make in 14 speed."""
 
-from ..registry import ROOT
 from . import Mutant
 
 IS_CAUSAL = ("    if Tq == Tk:\n"
@@ -160,12 +159,9 @@ MUTANTS = [
     ),
 ]
 
-# The cache path of padded_gpt is tested once exercise 10 (solutions/kv_cache.py) is in the project; until then
-# tests/test_14_speed.py skips that test, so this mutant would survive.
-if (ROOT / "solutions" / "kv_cache.py").exists():
-    MUTANTS.append(Mutant(
-        "14-kv-cache-not-passed-on", "speed",
-        "PaddedGPT.forward does not pass kv_cache on to the GPT inside.",
-        (("logits, _ = self.gpt(idx, kv_cache=kv_cache)", "logits, _ = self.gpt(idx)"),),
-        ("kv_cache is not passed on",),
-    ))
+MUTANTS.append(Mutant(
+    "14-kv-cache-not-passed-on", "speed",
+    "PaddedGPT.forward does not pass kv_cache on to the GPT inside.",
+    (("logits, _ = self.gpt(idx, kv_cache=kv_cache)", "logits, _ = self.gpt(idx)"),),
+    ("kv_cache is not passed on",),
+))

@@ -4,190 +4,37 @@
     outcome.root.children      # the calls, in execution order, as a tree of Call
     outcome.error, outcome.todo  # where it stopped: the first TODO (exercise, file, line, text) or error
 
-How: forward pre- and post-hooks on every nn.Module of the model (its qualified name, the
-arguments that went in, what came out), and wrappers put in place of every function defined in
-an exercise module (layer_norm, apply_rotary, causal_attention, ...) in the globals of every
-exercise module that refers to it, so a call through a name such as `causal_attention(q, k, v)`
-inside attention.py reaches the wrapper. softmax (torch.softmax, F.softmax, Tensor.softmax) and
-F.scaled_dot_product_attention are wrapped too, so attention's scores and weights are seen as the
-learner's code computes them. Everything is put back when the run ends, also after an error.
+How: forward pre- and post-hooks on every nn.Module of the model (its qualified name, the arguments
+that went in, what came out), and wrappers around every exercise function, softmax and SDPA
+(patches.py). Tracer records what both report as a tree of Call (calls.py: the summaries of each
+call's arguments and outputs, and the attention statistics). Everything is put back when the run
+ends, also after an error.
+
+    Tracer                  the recording: the Call stack, module hooks, attention statistics
+    run                     one traced build, forward (and backward) pass: an Outcome
+    project_frames, todo_of where it stopped, in the learner's files
 """
 
 import contextlib
 import functools
 import importlib
-import inspect
-import math
 import re
 import sys
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.registry import BY_ID, BY_NAME, MODULE_EXERCISES, ROOT
+from grader.inside.calls import Call, attention_stats, bind, describe, signature_of, weights_from_qk
+from grader.inside.patches import Patches
+from grader.registry import BY_ID, BY_NAME, ROOT
 
-LAYER = re.compile(r"(?:^|\.)h\.(\d+)$")
 TODO = re.compile(r"^(?P<id>\d\d) (?P<name>\w+): ")
-ATTENTION_FUNCTIONS = ("causal_attention", "flash_attention", "scaled_dot_product_attention")
-
-
-# --- what a call looked like ------------------------------------------------------------------------------
-
-
-@dataclass
-class Value:
-    """One argument or output, summarised: its name, shape and dtype (or a short repr), mean and std."""
-
-    name: str
-    text: str
-    mean: float | None = None
-    std: float | None = None
-    scalar: float | None = None  # a tensor with one element: its value
-
-
-@dataclass
-class Call:
-    kind: str  # "module" or "function" (or "root")
-    name: str  # the module's qualified name in the model ("transformer.h.0.attn"), or the function's
-    what: str  # the class name, or the exercise's label ("03 attention")
-    owner: str  # "yours", "reference" (solutions/), "swapped" (the reference standing in), "torch"
-    parent: "Call | None" = None
-    inputs: list = field(default_factory=list)
-    outputs: list = field(default_factory=list)
-    children: list = field(default_factory=list)
-    done: bool = False
-    error: BaseException | None = None
-    softmax: list = field(default_factory=list)  # (scores, weights) of softmax calls made directly inside
-    qk: tuple | None = None  # (q, k, scale) of an attention function, for weights its code did not expose
-    attention: dict | None = None  # scores std, entropy per head, ... (see attention_stats)
-    weights: object = None  # the attention weights (B, H, Tq, Tk), float32 on the CPU, when kept
-    module: object = None  # the nn.Module of a module call
-
-    @property
-    def layer(self) -> int | None:
-        """The block this call ran in (transformer.h.<i>), if any."""
-        node = self
-        while node is not None:
-            if node.kind == "module":
-                match = LAYER.search(node.name)
-                if match:
-                    return int(match.group(1))
-            node = node.parent
-        return None
-
-    def walk(self):
-        yield self
-        for child in self.children:
-            yield from child.walk()
-
-
-def short_dtype(dtype) -> str:
-    return str(dtype).replace("torch.", "")
-
-
-def describe(name, value, torch) -> list[Value]:
-    """Summaries of one argument: tensors with shape, dtype and statistics; tuples element by element."""
-    if value is None:
-        return []
-    if isinstance(value, torch.Tensor):
-        shape = tuple(value.shape)
-        text = f"{shape} {short_dtype(value.dtype)}"
-        out = Value(name, text)
-        if value.is_floating_point() or value.is_complex():
-            with torch.no_grad():
-                data = value.detach().float()
-                if data.numel() == 1:
-                    out.scalar = float(data.reshape(()))
-                elif data.numel() > 1:
-                    out.mean, out.std = float(data.mean()), float(data.std())
-        elif value.numel() == 1:
-            out.scalar = float(value.reshape(()))
-        return [out]
-    if isinstance(value, (tuple, list)) and value and all(isinstance(v, torch.Tensor) or v is None for v in value):
-        if len(value) == 2 and name in ("rotary",):
-            return [Value(name, "(cos " + describe("", value[0], torch)[0].text + ", sin "
-                          + describe("", value[1], torch)[0].text + ")")]
-        parts = []
-        for i, v in enumerate(value):
-            parts.extend(describe(f"{name}[{i}]" if name else f"[{i}]", v, torch))
-        return parts
-    if isinstance(value, (bool, int, float)):
-        return [Value(name, repr(value))]
-    if isinstance(value, str):
-        return [Value(name, repr(value[:20]))]
-    if isinstance(value, (torch.device, torch.dtype)):
-        return [Value(name, str(value).replace("torch.", ""))]
-    return [Value(name, type(value).__name__)]
-
-
-def bind(signature, args, kwargs) -> list[tuple[str, object]]:
-    """(name, value) for each argument given, by the callee's own parameter names when they bind."""
-    if signature is not None:
-        try:
-            bound = signature.bind(*args, **kwargs)
-            return [(k, v) for k, v in bound.arguments.items() if k != "self"]
-        except TypeError:
-            pass
-    return [(f"arg{i}", a) for i, a in enumerate(args)] + list(kwargs.items())
-
-
-def signature_of(fn):
-    try:
-        return inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
-
-
-# --- the attention statistics -----------------------------------------------------------------------------
-
-
-def visible(Tq, Tk, torch, device=None):
-    """The causal pattern: query i (position Tk - Tq + i) sees keys 0 .. Tk - Tq + i."""
-    return torch.ones(Tq, Tk, dtype=torch.bool, device=device).tril(diagonal=Tk - Tq)
-
-
-def attention_stats(scores, weights, torch, source: str) -> dict:
-    """Scores std over the visible (query, key) pairs, and the weights' entropy per head (nats)."""
-    with torch.no_grad():
-        w = weights.detach().float()
-        while w.dim() < 4:
-            w = w.unsqueeze(0)
-        Tq, Tk = w.shape[-2], w.shape[-1]
-        mask = visible(Tq, Tk, torch, w.device) if Tq <= Tk else torch.ones(Tq, Tk, dtype=torch.bool, device=w.device)
-        out = dict(source=source, heads=int(w.shape[1]), queries=int(Tq), keys=int(Tk))
-        if scores is not None:
-            s = scores.detach().float()
-            while s.dim() < 4:
-                s = s.unsqueeze(0)
-            picked = s.masked_select(mask.expand_as(s))
-            picked = picked[picked.isfinite()]
-            out["scores_std"] = float(picked.std()) if picked.numel() > 1 else None
-            out["scores_absmax"] = float(picked.abs().max()) if picked.numel() else None
-        entropy = -torch.special.xlogy(w, w).sum(-1)  # (B, H, Tq)
-        out["entropy"] = [float(e) for e in entropy.mean(dim=(0, 2))]
-        out["uniform_entropy"] = float(torch.log(mask.sum(-1).float()).mean())  # each query uniform over its keys
-        out["finite"] = bool(w.isfinite().all())
-        return out
-
-
-def weights_from_qk(q, k, scale, torch):
-    """softmax(q kᵀ * scale + causal mask) for an attention whose weights the learner's code did not expose."""
-    with torch.no_grad():
-        q, k = q.detach().float(), k.detach().float()
-        if k.shape[1] != q.shape[1] and q.shape[1] % k.shape[1] == 0:  # grouped-query: repeat the kv heads
-            k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
-        scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-        scores = q @ k.transpose(-2, -1) * scale
-        Tq, Tk = scores.shape[-2:]
-        scores = scores.masked_fill(~visible(Tq, Tk, torch, scores.device), float("-inf"))
-        return scores, scores.softmax(-1)
 
 
 # --- the tracer -----------------------------------------------------------------------------------------
 
 
 class Tracer:
-    """Hooks and wrappers that record a Call tree while `recording` is on; stop() undoes everything."""
+    """Hooks and wrappers (patches.py) that record a Call tree while `recording` is on; stop() undoes everything."""
 
     def __init__(self, impl: str, keep_weights: bool = False):
         import torch
@@ -198,9 +45,9 @@ class Tracer:
         self.root = Call("root", "", "", "")
         self.stack = [self.root]
         self.recording = False
-        self._undo = []
+        self.patches = Patches(self)
+        self._hooks = []  # the module hooks' handles, removed by stop()
         self._open = {}  # id(module) -> its open calls (a module may call itself)
-        self._in_softmax = False
         self.names = {}
 
     # -- what is whose --
@@ -266,97 +113,14 @@ class Tracer:
     # -- installing --
 
     def start(self) -> "Tracer":
-        self._wrap_functions()
-        self._wrap_softmax()
+        self.patches.install()
         return self
 
     def stop(self) -> None:
         self.recording = False
-        while self._undo:
-            self._undo.pop()()
-
-    def _wrap_functions(self):
-        packages = ("solutions",) if self.impl == "solutions" else ("exercises", "solutions")
-        modules = []
-        for package in packages:
-            for ex in MODULE_EXERCISES:
-                mod = sys.modules.get(f"{package}.{ex.name}")
-                if mod is not None and mod not in modules:
-                    modules.append(mod)
-        ours = {mod.__name__ for mod in modules}
-        wrappers = {}
-        for mod in modules:
-            for attr, obj in list(vars(mod).items()):
-                if not isinstance(obj, types.FunctionType) or obj.__module__ not in ours:
-                    continue
-                if obj not in wrappers:
-                    wrappers[obj] = self._wrapper(obj)
-                setattr(mod, attr, wrappers[obj])
-                self._undo.append(functools.partial(setattr, mod, attr, obj))
-
-    def _wrapper(self, fn):
-        tracer, sig = self, signature_of(fn)
-        owner, label = self.owner_of(fn.__module__), self.exercise_of(fn.__module__)
-        attention = fn.__name__ in ATTENTION_FUNCTIONS
-
-        @functools.wraps(fn)
-        def traced(*args, **kwargs):
-            if not tracer.recording:
-                return fn(*args, **kwargs)
-            arguments = bind(sig, args, kwargs)
-            call = tracer.push("function", fn.__name__, label, owner, arguments)
-            if attention:
-                tensors = [v for _, v in arguments if isinstance(v, tracer.torch.Tensor)]
-                if len(tensors) >= 2 and tensors[0].dim() >= 3:
-                    call.qk = (tensors[0], tensors[1], None)
-            out = fn(*args, **kwargs)
-            tracer.pop(call, out)
-            return out
-
-        return traced
-
-    def _wrap_softmax(self):
-        torch = self.torch
-        F = torch.nn.functional
-        tracer = self
-
-        def capture(original, method=False):
-            @functools.wraps(original)
-            def softmax(*args, **kwargs):
-                if tracer._in_softmax or not tracer.recording:
-                    return original(*args, **kwargs)
-                tracer._in_softmax = True
-                try:
-                    out = original(*args, **kwargs)
-                finally:
-                    tracer._in_softmax = False
-                scores = args[0] if args else kwargs.get("input")
-                if isinstance(scores, torch.Tensor) and scores.dim() >= 2 and len(tracer.stack) > 1:
-                    tracer.stack[-1].softmax.append((scores.detach(), out.detach()))
-                return out
-
-            return softmax
-
-        def sdpa_capture(original):
-            @functools.wraps(original)
-            def sdpa(query, key, value, *args, **kwargs):
-                out = original(query, key, value, *args, **kwargs)
-                if tracer.recording and len(tracer.stack) > 1 and not tracer.stack[-1].softmax:
-                    tracer.stack[-1].qk = (query.detach(), key.detach(), kwargs.get("scale"))
-                return out
-
-            return sdpa
-
-        self._patch(F, "softmax", capture(F.softmax))
-        self._patch(torch, "softmax", capture(torch.softmax))
-        self._patch(torch.Tensor, "softmax", capture(torch.Tensor.softmax, method=True))
-        self._patch(F, "scaled_dot_product_attention", sdpa_capture(F.scaled_dot_product_attention))
-
-    def _patch(self, owner, name, replacement):
-        had = name in vars(owner)
-        original = vars(owner).get(name)
-        setattr(owner, name, replacement)
-        self._undo.append(lambda: setattr(owner, name, original) if had else delattr(owner, name))
+        while self._hooks:
+            self._hooks.pop().remove()
+        self.patches.undo()
 
     def watch(self, model) -> None:
         """Hooks on every module of the model: a Call per forward, named by the module's place in the model."""
@@ -365,8 +129,7 @@ class Tracer:
             sig = signature_of(module.forward)
             pre = module.register_forward_pre_hook(functools.partial(self._pre, sig), with_kwargs=True)
             post = module.register_forward_hook(self._post, with_kwargs=True)
-            self._undo.append(pre.remove)
-            self._undo.append(post.remove)
+            self._hooks += [pre, post]
 
     def _pre(self, sig, module, args, kwargs):
         if not self.recording:

@@ -18,6 +18,7 @@ Different thread counts may round the last bits of a result differently, so a ru
 records the count it used and `--resume` keeps it (bit-exact resume).
 
     n = choose(flops_per_step)            # 1, or None: calibrate on the real work
+    parser.add_argument("--threads", type=flag)   # the flag's parser
     n = calibrate(step_fn)                # the faster of 1 and all cores, measured
     apply(n)                              # torch.set_num_threads(n) (torch must be imported)
 """
@@ -37,14 +38,16 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def parse(text: str) -> int:
-    """A --threads value: a whole number >= 0 (0: torch's default). ValueError with a sentence otherwise."""
+def flag(text: str) -> int:
+    """argparse's type for --threads N: a whole number >= 0 (0: torch's default)."""
+    import argparse
+
     try:
         value = int(text)
     except (TypeError, ValueError):
-        raise ValueError(f"--threads must be a whole number (0 for torch's default), not {text!r}.") from None
+        raise argparse.ArgumentTypeError(f"must be a whole number (0 for torch's default), not {text!r}") from None
     if value < 0:
-        raise ValueError(f"--threads cannot be negative, not {value}.")
+        raise argparse.ArgumentTypeError(f"cannot be negative, not {value}")
     return value
 
 

@@ -2,6 +2,7 @@
 
 import argparse
 
+from .. import threads
 from ..project import KataError
 
 IMPLS = ("exercises", "solutions")
@@ -27,14 +28,6 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError("the time limit must be above 0 seconds")
     return value
 
-
-def _threads(text: str) -> int:
-    from .. import threads
-
-    try:
-        return threads.parse(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error).removeprefix("--threads ")) from None
 
 
 def build_parser(prog: str, doc: str) -> Parser:
@@ -72,7 +65,7 @@ def build_parser(prog: str, doc: str) -> Parser:
     watch = command("watch", "re-run the current exercise whenever a file in exercises/ is saved")
     watch.add_argument("exercise", nargs="?", help="start here instead of at the first one left to do")
     watch.add_argument("--poll", action="store_true", help="check files every second instead of using watchdog")
-    watch.add_argument("--threads", type=_threads, default=1, metavar="N",
+    watch.add_argument("--threads", type=threads.flag, default=1, metavar="N",
                        help="torch's threads per operation while the tests run (default 1; 0: torch's default)")
     command("reset", "a fresh exercise file; yours is saved to .kata/backups/ first").add_argument("exercise")
     solution = command("solution", "show the reference once your version passes")

@@ -6,7 +6,6 @@ The text appears as the model writes it (16 tokens at a time), then a line with 
 With exercise 10 passed, generation uses your KV cache (the reference's with --impl solutions).
 """
 
-import argparse
 import importlib
 import math
 import sys
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 from data.shakespeare import DataError
+from grader import threads
 from grader.project import Parser
 from grader.training.checkpoint import FILENAME, CheckpointError
 from grader.training.parts import IMPLS, exit_status, load_parts, require_parts
@@ -35,19 +35,11 @@ def build_parser():
     parser.add_argument("--impl", default=None, choices=IMPLS,
                         help="whose model and generate: the one the checkpoint was trained with (default), "
                              "exercises (yours) or solutions")
-    parser.add_argument("--threads", type=threads_flag, default=None, metavar="N",
+    parser.add_argument("--threads", type=threads.flag, default=None, metavar="N",
                         help="torch's threads per operation (default: 1 for small models, else the faster of 1 and "
                              "all cores, measured; 0: torch's default)")
     return parser
 
-
-def threads_flag(text: str) -> int:
-    from grader import threads
-
-    try:
-        return threads.parse(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error).removeprefix("--threads ")) from None
 
 
 def check(args) -> None:
@@ -81,7 +73,6 @@ def run(args) -> int:
     import torch
 
     from data.tokenizers import from_state
-    from grader import threads
     from grader.training import checkpoint
     from grader.training.runtime import TrainError, pick_device
 

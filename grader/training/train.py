@@ -19,6 +19,7 @@ import types
 import typing
 
 from data.shakespeare import DataError
+from grader import threads
 from data.tokenizers import TOKENIZERS
 from grader.project import Parser, UsageError
 from grader.training.checkpoint import CheckpointError
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stats", action="store_true",
                         help="at every evaluation, record per layer the activations, gradient norms and update-to-data "
                              "ratios into metrics.json (plotted by `python -m grader inspect`)")
-    parser.add_argument("--threads", type=threads_flag, default=argparse.SUPPRESS, metavar="N",
+    parser.add_argument("--threads", type=threads.flag, default=argparse.SUPPRESS, metavar="N",
                         help="torch's threads per operation (default: 1 for small models, else the faster of 1 and "
                              "all cores, measured at the start; a resumed run keeps its count; 0: torch's default)")
     model = parser.add_argument_group("model (GPTConfig fields)")
@@ -136,14 +137,6 @@ def main(argv: list[str] | None = None) -> int:
     impl = "solutions" if "solutions" in argv else None
     return exit_status(command, impl, (UsageError, TrainError, DataError, CheckpointError))
 
-
-def threads_flag(text: str) -> int:
-    from grader import threads
-
-    try:
-        return threads.parse(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error).removeprefix("--threads ")) from None
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ States (in the order they are decided):
     blocked             failing, not started, in progress (or timed out elsewhere than in its own file)
                         while a dependency (registry, transitively, but not through a swapped
                         exercise: the reference brings its own) is neither passed nor swapped:
-                        "blocked by NN", NN being the dependency its failures point at, else the first
+                        "blocked by NN", NN being the dependency its failures point at, else the
+                        first direct dependency not done (swapping it unblocks all behind it)
 
 Every screen and format (overview, list, check, watch, JSON, Gradescope, JUnit) takes an
 exercise's state from compute(), and every command runs the tests it needs for that: the
@@ -221,6 +222,8 @@ def _blocker(ex: Exercise, tests: list[dict], statuses: dict[str, Status], swapp
         culprit = _file_exercise(t.get("crash") or t.get("hung"))
         if culprit in deps and (culprit.id not in statuses or statuses[culprit.id].state != "passed"):
             return culprit
-    # dependencies whose state is known (a run of a single exercise does not know the others')
+    # dependencies whose state is known (a run of a single exercise does not know the others'), the direct ones
+    # first: swapping a direct dependency brings the reference's own parts, so it unblocks everything behind it
     undone = [d for d in deps if d.id in statuses and statuses[d.id].state != "passed"]
-    return undone[0] if undone else None
+    direct = [d for d in undone if d.id in ex.depends]
+    return (direct or undone or [None])[0]

@@ -33,7 +33,8 @@ def grade(project: Project, args, focus: Exercise | None = None) -> Progress:
     without running (fast on a fresh checkout). focus an exercise (check, solution): it, every test
     run, and the dependencies its state depends on ("blocked by"), which may take the fast path.
     """
-    from ..plugin.runner import DEFAULT_TIMEOUT, run_tests  # imports pytest: only for commands that run tests
+    from ..plugin.isolated import IsolatedRun  # imports pytest: only for commands that run tests
+    from ..plugin.runner import DEFAULT_TIMEOUT
 
     if args.impl == "exercises":
         project.require_exercises()
@@ -46,8 +47,13 @@ def grade(project: Project, args, focus: Exercise | None = None) -> Progress:
         deps = dependencies(focus, swapped)
         exercises, skip = [*deps, focus], deps
     run = [ex for ex in exercises if not fully_swapped(ex, swapped)]
-    result = run_tests(project, run, impl=args.impl, timeout=args.timeout or DEFAULT_TIMEOUT, skip_untouched=skip,
-                       threads=getattr(args, "threads", None) or 1)
+    # in a fork of this process: a learner's file that crashes the interpreter (os._exit, a segfault) ends the
+    # run, not the command (grader/plugin/isolated.py)
+    result, crash = IsolatedRun(project, run, impl=args.impl, timeout=args.timeout or DEFAULT_TIMEOUT,
+                                skip_untouched=skip, threads=getattr(args, "threads", None) or 1).result()
+    if crash:
+        raise KataError(f"{crash[0].upper()}{crash[1:]}: look at what your last change does when its file is "
+                        f"imported or run (`pytest {run[0].test_file if len(run) == 1 else 'tests/'}` shows it).")
     progress = compute(project, result, swapped, gave_up, exercises)
     passed.record(project, progress, swapped)
     return progress

@@ -45,7 +45,7 @@ def run_tests(project: Path, test_ids) -> dict:
     """
     if FORK:
         run = IsolatedRun(Project(project), [BY_ID[i] for i in test_ids], chdir=True, impl="exercises",
-                          timeout=MUTANT_TIMEOUT)
+                          timeout=MUTANT_TIMEOUT, fresh=False)  # this process never imports a project's modules
         report, crash = run.result()
         return report if report is not None else {"tests": [], "crash": crash}
     report = project / "kata-report.json"

@@ -106,7 +106,7 @@ class IsolatedRun:
                 os.chdir(self.project.root)
             from .runner import run_tests
 
-            report = run_tests(self.project, self.exercises, fresh=False, **self.options)
+            report = run_tests(self.project, self.exercises, **self.options)
             self.path.write_text(json.dumps(report), encoding="utf-8")
         except BaseException:  # noqa: BLE001 — everything goes back to the parent as text
             try:

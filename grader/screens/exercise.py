@@ -43,10 +43,22 @@ def exercise(status: Status, con: Console, verbose: bool = False) -> None:
             con.print(Text(f"{ok} {test_name(t)}", style="green"))
     elif passed:
         con.print(Text(f"{ok} {len(passed)} passed", style="green"))
+    crashes: dict[str, int] = {}  # one block per crash on import, not one per test it stopped
     for t in failures:
+        if t.get("crash"):
+            message = full_message(t, status)
+            crashes[message] = crashes.get(message, 0) + 1
+            continue
         con.print()
         con.print(Text(f"{bad} {test_name(t)}", style="red"))
         con.print(Text(textwrap.indent(full_message(t, status), "    ")))
+    for message, count in crashes.items():
+        con.print()
+        said = status.state == "crashed" and message == status.message  # the state line above says it
+        con.print(Text(f"{bad} {count} test{'s' if count != 1 else ''} could not run" + (" (above)." if said else ":"),
+                       style="red"))
+        if not said:
+            con.print(Text(textwrap.indent(message, "    ")))
     if todos:
         con.print()
         con.print(Text(f"{todo} {sum(todos.values())} tests not started; the TODOs they ran into:", style="dim"))

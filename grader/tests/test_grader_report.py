@@ -41,7 +41,7 @@ def test_fresh_project_states(capsys, fake):
     data, label = states(capsys, fake)
     assert label["01"] == label["02"] == label["04"] == "not started"
     assert label["03"] == "blocked by 01 — fix it or `swap 01`"
-    assert label["99"].startswith("blocked by 01")
+    assert label["99"].startswith("blocked by 06")  # its first direct dependency: swapping it brings 01-05 along
     assert data["score"] == 0 and data["max_score"] == TOTAL
     assert data["next"] == {"id": "01", "name": "norms", "command": "pytest tests/test_01_norms.py"}
 
@@ -320,3 +320,26 @@ def test_text_output_can_be_written_to_a_file(capsys, fake, tmp_path):
     code, out, _ = run(capsys, fake, "--output", str(tmp_path / "report.txt"))
     assert code == 0 and out.startswith("wrote ")
     assert "next: 01 norms" in (tmp_path / "report.txt").read_text()
+
+
+def test_check_shows_a_crash_on_import_once(capsys, fake):
+    fake.write("04", text="def first(:\n")
+    code, out, _ = run(capsys, fake, "check", "04")
+    assert code == 1
+    assert out.count("crashed on import: exercises/mlp.py, line 1") == 1, out
+    assert "2 tests could not run" in out
+
+
+def test_a_file_that_ends_the_interpreter_is_one_sentence_not_silence(capsys, fake):
+    """os._exit in a learner's file ends the forked test run, and the command says so (exit 2)."""
+    fake.write("02", text="import os\nos._exit(3)\n")
+    code, out, err = run(capsys, fake)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "exited with status 3 before it could report" in err
+
+
+def test_blocked_by_names_the_direct_dependency_whose_swap_unblocks_it(capsys, fake):
+    """05 needs 01, 03, 04, and 03 needs 02: with 01 and 04 done, 05 is blocked by 03 (not 02)."""
+    fake.solve("01", "04")
+    data, label = states(capsys, fake)
+    assert label["05"].startswith("blocked by 03"), label["05"]

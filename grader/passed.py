@@ -13,7 +13,8 @@ The file is the grader's own cache, not the learner's: it is rewritten freely, a
 cannot be read is treated as empty.
 
     record(project, progress, swapped)        after a run of tests
-    passes(project, ex) -> True | False | None   None: no verdict for these contents
+    verdict(project, ex) -> "passed" | "failing" | "changed" | "unchecked"
+    learner_or_reference(project, ex)         whose part a command uses, and a phrase saying why
 """
 
 import hashlib
@@ -67,23 +68,39 @@ def record(project, progress, swapped) -> None:
         pass  # a read-only checkout: nothing is remembered, and the commands say "not checked"
 
 
+def verdict(project, ex: Exercise, swapped=()) -> str:
+    """"passed" or "failing" for exactly these files; "changed" when the last check saw other files;
+    "unchecked" when no run of its tests was ever recorded."""
+    entry = _load(project).get(ex.id)
+    if not isinstance(entry, dict):
+        return "unchecked"
+    if entry.get("key") != key(project, ex, swapped):
+        return "changed"
+    return "passed" if entry.get("passed") else "failing"
+
+
 def passes(project, ex: Exercise, swapped=()) -> bool | None:
     """Whether ex passed on exactly these files; None when no run of its tests saw them."""
-    entry = _load(project).get(ex.id)
-    if not isinstance(entry, dict) or entry.get("key") != key(project, ex, swapped):
-        return None
-    return bool(entry.get("passed"))
+    found = verdict(project, ex, swapped)
+    return None if found in ("changed", "unchecked") else found == "passed"
 
 
 def learner_or_reference(project, ex: Exercise, swapped=()) -> tuple[str, str]:
     """("exercises" or "solutions", a phrase for a run's header saying whose part it is and why)."""
+    from .scaffold import is_fresh
+
     if ex in swapped:
         return "solutions", f"the reference's ({ex.label} is swapped)"
-    verdict = passes(project, ex, swapped)
-    if verdict:
+    found = verdict(project, ex, swapped)
+    if found == "passed":
         return "exercises", f"yours ({ex.label} passes)"
-    if verdict is None:
-        return "solutions", (f"the reference's (your {ex.label} has not been checked since it changed: "
-                             f"`python -m grader check {ex.id}`)")
-    return "solutions", f"the reference's (your {ex.label} does not pass yet)"
-
+    check = f"`python -m grader check {ex.id}`"
+    if is_fresh(project, ex):
+        why = f"your {ex.label} is not started"
+    elif found == "failing":
+        why = f"your {ex.label} does not pass yet"
+    elif found == "changed":
+        why = f"your {ex.label}, or a file or swap it depends on, changed since its last check: {check}"
+    else:
+        why = f"your {ex.label} has not been checked yet: {check}"
+    return "solutions", f"the reference's ({why})"

@@ -191,3 +191,15 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def is_fresh(project, ex) -> bool:
+    """Whether the learner's file of ex is still exactly what this module generates (nothing written yet)."""
+    if not ex.has_module:
+        return False
+    try:
+        mine = project.exercise_file(ex).read_text(encoding="utf-8")
+        source = project.solution_file(ex)
+        return mine == strip_solutions(source.read_text(encoding="utf-8"), ex.label, source.name)
+    except (OSError, UnicodeDecodeError, ScaffoldError):
+        return False

@@ -33,6 +33,7 @@ class Changes:
         self.events: queue.Queue = queue.Queue()
         self.observer = None
         self.error = None  # why the file watcher could not start, if it could not
+        self.last_saved: list[str] = []  # the files the last save changed
         self.contents = self.digest()
         self.stamps = self.stamps_now()
 
@@ -122,6 +123,8 @@ class Changes:
         contents = self.digest()
         if contents == self.contents:
             return False  # written but not changed (a touch, an editor saving an unchanged buffer)
+        self.last_saved = [("" if name == "swaps.txt" else "exercises/") + name for name in sorted(contents)
+                           if contents[name] != self.contents.get(name)]
         self.contents = contents
         return True
 

@@ -19,11 +19,12 @@ from ..screens.exercise import exercise as exercise_screen, show_hints
 # --- running the tests ----------------------------------------------------------------------
 
 
-def read_swaps(project: Project) -> list[Exercise]:
+def read_swaps(project: Project, writing: bool = False) -> list[Exercise]:
+    """The swapped exercises; a malformed swaps.txt stops the command (one sentence)."""
     try:
         return swaps.read(project.swap_file)
     except swaps.SwapFileError as error:
-        raise KataError(f"{error} Nothing was changed.") from None
+        raise KataError(f"{error}{' Nothing was changed.' if writing else ''}") from None
 
 
 def grade(project: Project, args, focus: Exercise | None = None) -> Progress:
@@ -59,10 +60,14 @@ def grade(project: Project, args, focus: Exercise | None = None) -> Progress:
     return progress
 
 
+WARNED: set = set()  # projects whose malformed state file this command has reported already
+
+
 def remembered(project: Project) -> state.State:
     """The hints shown and give-ups; a malformed .kata/state.json is reported once and read as empty."""
     memory, problem = state.read(project)
-    if problem:
+    if problem and project.root not in WARNED:
+        WARNED.add(project.root)
         print(f"{problem} It is ignored (never rewritten) until you fix or delete it.", file=sys.stderr)
     return memory
 
@@ -125,7 +130,7 @@ def cmd_hint(project, args, con) -> int:
     memory, problem = state.read(project)
     shown = memory.hints.get(ex.id, 0)
     count = len(ex.hints) if args.all else min(shown + 1, len(ex.hints))
-    show_hints(ex, count, previously=shown, con=con)
+    show_hints(ex, count, previously=shown, con=con, remembered=not problem)
     if problem:
         print(f"{problem} Hints are not remembered until you fix or delete it (it is never rewritten).",
               file=sys.stderr)

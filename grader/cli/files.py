@@ -26,7 +26,7 @@ def exercises_of(keys: list[str]) -> list[Exercise]:
 def cmd_swap(project, args, con) -> int:
     chosen = exercises_of(args.exercises)
     project.require_exercises()
-    current = read_swaps(project)
+    current = read_swaps(project, writing=True)
     added = [ex for ex in chosen if ex not in current]
     for ex in chosen:
         if ex not in added:
@@ -42,12 +42,15 @@ def cmd_swap(project, args, con) -> int:
 
 def cmd_unswap(project, args, con) -> int:
     chosen = exercises_of(args.exercises)
-    current = read_swaps(project)
+    current = read_swaps(project, writing=True)
+    every = [k.lower() for k in args.exercises] == ["all"]
     for ex in chosen:
         if ex in current:
             print(f"Unswapped {ex.label}: its tests check your {ex.exercise_file} again.")
-        else:
+        elif not every:
             print(f"{ex.label} was not swapped.")
+    if every and not current:
+        print("No exercise was swapped.")
     remaining = [ex for ex in current if ex not in chosen]
     if remaining != current:
         swaps.write(remaining, project.swap_file)

@@ -84,8 +84,11 @@ class Watch:
         progress, crash = self.verdicts.finish(running, self.gave_up())
         self.crashed = bool(crash)
         if crash:
-            self.say(f"{crash[0].upper()}{crash[1:]}. Fix what the last save changed and save again; the watch "
-                     f"goes on.", "bold red")
+            if self.con.is_terminal:
+                self.con.clear()
+            saved = ", ".join(self.changes.last_saved) or "the files"
+            self.say(f"{crash[0].upper()}{crash[1:]}. Look at what your last save ({saved}) does when it is "
+                     f"imported or run, and save again; the watch goes on.", "bold red")
             return None
         self.last_seconds = running.seconds if running is not None else 0.0
         return progress
@@ -160,7 +163,7 @@ class Watch:
         shown = memory.hints.get(ex.id, 0)
         count = min(shown + 1, len(ex.hints))
         self.con.print()
-        show_hints(ex, count, previously=shown, con=self.con)
+        show_hints(ex, count, previously=shown, con=self.con, again="press h again", remembered=not problem)
         if problem:
             self.say(f"{problem} Hints are not remembered until it is fixed.", "yellow")
         elif count != shown:

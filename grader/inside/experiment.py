@@ -144,6 +144,7 @@ def plan(argv) -> tuple:
         except UsageError as error:
             raise UsageError(f"--vary {dest}={value}: {str(error).split(': ', 1)[-1]}") from None
         ns, model_flags, setting_flags = split_flags(ns)
+        ns.overwrite = True  # only the flags are checked here; existing runs are resumed or skipped, never replaced
         try:
             checked = Run(ns, model_flags, setting_flags)
         except TrainError as error:

@@ -105,7 +105,7 @@ def training_stats(stats, path, title) -> Path:
     names = layer_names(stats)
     colors = layer_colors(len(names))
     steps = [r["step"] for r in records]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), dpi=100)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), dpi=100, sharex=True)  # one step axis for all four
     panels = [
         (axes[0][0], "act_mean", "mean of each block's output", "activation mean"),
         (axes[0][1], "act_std", "std of each block's output (the residual stream)", "activation std"),

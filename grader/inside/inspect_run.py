@@ -170,8 +170,9 @@ def inspect_run(args, console=None) -> int:
             written.append(figures.histograms(stats, out / "histograms.png", f"Activations and gradients of {run} "
                                               f"at its last evaluation (step {stats['histograms']['step']})"))
     else:
-        con.print(f"This run recorded no training statistics; train with --stats to get them "
-                  f"(python -m grader train --stats --out {run} ...).")
+        preset = ckpt["run"].get("preset", "cpu")
+        con.print(f"This run recorded no training statistics; a run trained with --stats has them "
+                  f"(python -m grader train --preset {preset} --stats --out {run}-stats).")
     for path in written:
         con.print(f"wrote {path}")
     return 0

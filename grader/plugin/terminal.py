@@ -75,7 +75,8 @@ class Terminal:
         for r in crashed:
             c = r["crash"]
             groups.setdefault((c["file"], c["line"], c["error"]), []).append(r)
-        terminalreporter.section("crashed on import", red=True, bold=True)
+        swaps = all("swaps.txt" in error and file.endswith("__init__.py") for file, _, error in groups)
+        terminalreporter.section("swaps.txt cannot be used" if swaps else "crashed on import", red=True, bold=True)
         for (file, line, error), tests in groups.items():
             if "swaps.txt" in error and file.endswith("__init__.py"):  # raised while applying the swaps
                 terminalreporter.line(error.split(": ", 1)[-1], red=True, bold=True)

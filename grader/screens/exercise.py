@@ -89,7 +89,10 @@ def full_message(t: dict, status: Status) -> str:
     return text
 
 
-def show_hints(ex: Exercise, count: int, previously: int, con) -> None:
+def show_hints(ex: Exercise, count: int, previously: int, con, again: str | None = None,
+               remembered: bool = True) -> None:
+    """The first `count` hints (those past `previously` new); again: how to ask for the next one
+    (default: the hint command; watch says "press h"); remembered: whether the count is kept."""
     from rich.text import Text
 
     con.print(Text(f"Hints for {ex.label} — {ex.title}", style="bold"))
@@ -97,9 +100,13 @@ def show_hints(ex: Exercise, count: int, previously: int, con) -> None:
         new = i > previously
         con.print(Text(f"{i}/{len(ex.hints)}. ", style="bold" if new else "dim"),
                   Text(hint, style="" if new else "dim"))
-    if count < len(ex.hints):
-        con.print(Text(f"`python -m grader hint {ex.id}` again for the next one "
-                       f"({len(ex.hints) - count} left), or --all.", style="dim"))
+    if not remembered:
+        con.print(Text(f"({len(ex.hints) - count} more; the count of hints shown cannot be remembered now: "
+                       f"`python -m grader hint {ex.id} --all` shows them all.)", style="dim"))
+    elif count < len(ex.hints):
+        again = again or f"`python -m grader hint {ex.id}` again"
+        con.print(Text(f"{again[0].upper()}{again[1:]} for the next one ({len(ex.hints) - count} left)"
+                       + (", or --all." if "grader hint" in again else "."), style="dim"))
     elif previously >= len(ex.hints):
         con.print(Text(f"That is every hint. Still stuck? `python -m grader swap {ex.id}` lets the reference stand "
                        f"in while you go on; `python -m grader solution {ex.id} --give-up` shows it.", style="dim"))

@@ -245,7 +245,7 @@ def test_inspect_of_a_run_without_stats_says_how_to_get_them(text_file, tmp_path
     assert tiny_train(text_file, run) == 0
     buffer, con = console()
     assert inspect_run.main([str(run), "--figures", str(tmp_path / "figs")], console=con) == 0
-    assert "train with --stats" in buffer.getvalue()
+    assert "trained with --stats" in buffer.getvalue()
     assert_figure(tmp_path / "figs" / "attention.png")
     assert not (tmp_path / "figs" / "stats.png").exists()
 

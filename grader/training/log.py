@@ -6,6 +6,12 @@ import math
 import sys
 
 
+def printable(text: str) -> str:
+    """text with control characters (an untrained byte-level model writes bytes like 0x00 and 0x1b) shown as
+    \\xNN, so they neither garble the terminal nor make samples.txt a binary file; newlines and tabs stay."""
+    return "".join(c if c in "\n\t" or c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
 def append_sample(path, title, text):
     with open(path, "a", encoding="utf-8") as f:
         f.write(f"=== {title} ===\n{text}\n\n")
@@ -28,7 +34,10 @@ class Log:
 
     def header(self, run, raw, device, autocast_dtype, tokens_per_step, start_step, threads=None):
         c, s, corpus = run.config, run.settings.resolved(), run.corpus
-        n = raw.num_params() if hasattr(raw, "num_params") else sum(p.numel() for p in raw.parameters())
+        total = sum(p.numel() for p in raw.parameters())  # a tied weight once
+        nano = raw.num_params() if hasattr(raw, "num_params") else total
+        n = f"{total:,} parameters" + (f" ({nano:,} without the position embedding, nanoGPT's count)"
+                                       if nano != total else "")
         parts = f"{c.norm}, {c.pos_emb}, {c.mlp}" + (", qk-norm" if c.qk_norm else "") + \
                 ("" if c.tie_embeddings else ", untied") + (f", softcap {c.logit_softcap:g}" if c.logit_softcap else "")
         dtype = str(autocast_dtype).replace("torch.", "") + " autocast" if autocast_dtype is not None else "float32"
@@ -37,7 +46,7 @@ class Log:
             f" with --preset {run.preset_name} on {corpus.description}",
             f"  data: {corpus.tokens:,} tokens ({corpus.tokenizer.kind}, vocabulary {corpus.tokenizer.vocab_size}), "
             f"{len(corpus.train):,} train / {len(corpus.val):,} validation",
-            f"  model: {n:,} parameters, {c.n_layer} layers x {c.n_embd}, {c.n_head} heads, context {c.block_size} ({parts})",
+            f"  model: {n}, {c.n_layer} layers x {c.n_embd}, {c.n_head} heads, context {c.block_size} ({parts})",
             f"  training: {s.max_steps} steps x {tokens_per_step:,} tokens (batch {s.batch_size} x accum {s.grad_accum}"
             f" x {run.dist.world_size} process{'es' if run.dist.world_size > 1 else ''}), lr {s.lr:g} -> {s.min_lr:g}, "
             f"warmup {s.warmup_steps}, on {device} ({dtype}{', compiled' if run.args.compile else ''}"

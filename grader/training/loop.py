@@ -11,7 +11,7 @@ import sys
 import time
 
 from data.shakespeare import DataError
-from grader.training.log import Log, append_sample, nan_message
+from grader.training.log import Log, append_sample, nan_message, printable
 from grader.training.report import write_json, write_reports
 from grader.training.runtime import Autocast, StopRequest, pick_dtype
 from grader.training.stats import record as record_stats
@@ -230,7 +230,7 @@ class Trainer:
         idx = torch.tensor([prompt], dtype=torch.long, device=self.device)
         rng = torch.Generator(device=self.device).manual_seed(seed)
         out = self.parts.generate(self.sample_model, idx, n_tokens, generator=rng, **SAMPLE_SETTINGS)
-        return tok.decode(out[0, len(prompt):].tolist())
+        return printable(tok.decode(out[0, len(prompt):].tolist()))
 
     def save(self):
         """Every process calls it (they gather their RNG states); the first one writes."""

@@ -10,6 +10,7 @@ from grader.training.checkpoint import FILENAME
 from grader.training.parts import load_parts, require_parts, second_half
 from grader.training.presets import Settings, preset
 from grader.training.runtime import Distributed, TrainError, pick_device
+from grader.training.train import PROGRAM
 
 TRAIN_NEEDS = ("model", "optimizer", "train_step", "generate")  # what the training loop calls (grader/training/parts.py)
 
@@ -26,12 +27,28 @@ class Run:
         self.impl = getattr(args, "impl", None)
         self.source = getattr(args, "data", None)
         if not args.resume:  # a resumed run's preset, settings and shape come from its checkpoint
+            self.refuse_to_overwrite()
             self.preset_name = name or "cpu"
             self.impl = self.impl or "exercises"
             self.source = self.source or "shakespeare"
             self.preset = checked_preset(self.preset_name)
             self.settings = resolve_settings(self.preset, None, setting_flags)
             self.check_shape()
+
+    def refuse_to_overwrite(self):
+        """A new run never replaces one that --out holds, unless --overwrite says so."""
+        if not self.ckpt_path.exists() or getattr(self.args, "overwrite", False):
+            return
+        about = ""
+        try:
+            import json
+
+            metrics = json.loads((self.out / "metrics.json").read_text(encoding="utf-8"))
+            about = f" (--preset {metrics['preset']}, {metrics['steps']} steps)"
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        raise TrainError(f"{self.out} already holds a run{about}: continue it with `{PROGRAM} --resume --out "
+                         f"{self.out}`, train into another --out, or pass --overwrite to replace it.")
 
     def check_shape(self):
         """The model flags make a valid GPTConfig (any vocabulary size: the data decides it)."""
@@ -57,6 +74,7 @@ class Run:
         if self.impl == "exercises":
             require_parts(self.config, TRAIN_NEEDS, "train")  # every unfinished part at once, before any work
         self.parts = load_parts(self.impl)
+        self.note_swaps()
         self.choose_optimizer()
         self.choose_attention()
         self.choose_checkpoints()
@@ -122,6 +140,14 @@ class Run:
                           f"train_bpe in {time.perf_counter() - started:.1f} s (tokenizer.json)")
         return corpus
 
+    def note_swaps(self):
+        from grader import swaps
+
+        self.swapped = swaps.read() if self.impl == "exercises" else []
+        if self.swapped:
+            self.notes.append(f"swapped: {', '.join(ex.label for ex in self.swapped)} (the reference stands in, with its "
+                              f"own parts: your files behind a swapped one are not used)")
+
     def choose_optimizer(self):
         """--optimizer muon: exercise 12's configure_muon (yours once 12 passes); AdamW: 07's, always yours."""
         if self.settings.optimizer != "muon":
@@ -155,7 +181,8 @@ class Run:
         speed, whose = second_half(self.impl, "14")
         if self.impl == "exercises" and not speed.__name__.startswith("exercises"):
             why = whose.split("(", 1)[1].rstrip(")") if "(" in whose else "14 is not done"
-            self.notes.append(f"attention: handwritten, your 03's causal_attention (SDPA once exercise 14 passes: {why})")
+            whose_03 = "the reference's (03 is swapped)" if any(ex.id == "03" for ex in self.swapped) else "your 03's"
+            self.notes.append(f"attention: handwritten, {whose_03} causal_attention (SDPA once exercise 14 passes: {why})")
             return
         self.flash = (importlib.import_module(f"{self.impl}.attention"), speed.flash_attention, whose)
 

@@ -16,6 +16,7 @@ from data.shakespeare import DataError
 from grader import threads
 from grader.project import Parser
 from grader.training.checkpoint import FILENAME, CheckpointError
+from grader.training.log import printable
 from grader.training.parts import IMPLS, exit_status, load_parts, require_parts
 
 PROGRAM = "python -m grader sample"
@@ -166,11 +167,11 @@ def stream(parts, model, idx, tokenizer, args, generator, use_cache=False):
         text = tokenizer.decode(idx[0, start:].tolist())
         ready = len(text) - 1 if text.endswith("\ufffd") else len(text)  # a multi-byte character in progress
         if ready > printed:
-            sys.stdout.write(text[printed:ready])
+            sys.stdout.write(printable(text[printed:ready]))
             sys.stdout.flush()
             printed = ready
     text = tokenizer.decode(idx[0, start:].tolist())
-    sys.stdout.write(text[printed:])
+    sys.stdout.write(printable(text[printed:]))
 
 
 if __name__ == "__main__":

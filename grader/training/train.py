@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (needs a C++ compiler on CPU)")
     parser.add_argument("--out", default=None, help="output directory (default runs/<preset>)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in an --out that holds one, replacing it (refused without this)")
     parser.add_argument("--stats", action="store_true",
                         help="at every evaluation, record per layer the activations, gradient norms and update-to-data "
                              "ratios into metrics.json (plotted by `python -m grader inspect`)")

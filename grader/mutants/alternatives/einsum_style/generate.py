@@ -2,7 +2,6 @@
 sums and searchsorted, and inverse-CDF sampling with one uniform draw per row."""
 
 import torch
-import torch.nn.functional as F
 
 from .kv_cache import KVCache
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .block import Block
 from .config import GPTConfig
-from .norms import LayerNorm, RMSNorm, make_norm
+from .norms import make_norm
 from .rotary import rotary_cos_sin
 
 GPT2_TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")  # HF names of the tanh approximation

@@ -68,7 +68,7 @@ def expect_contract_parameters(model, config):
     params = {name for name, _ in model.named_parameters(remove_duplicate=False)}
     if "lm_head.bias" in keys:
         fail(MODULE, f"{what}: nn.Linear(n_embd, vocab_size, bias=False) (GPT-2 has none, and a tied wte cannot "
-                     f"carry one).", cause="lm_head has a bias: the vocabulary projection has none")
+                     f"carry one).", cause="your lm_head has a bias: the vocabulary projection has none")
     if config.pos_emb == "rope" and "transformer.wpe.weight" in keys:
         fail(MODULE, f"{what}: with pos_emb='rope' the positions come from rotating q and k.",
              cause="the GPT has transformer.wpe with rope: build wpe only for pos_emb='learned'")
@@ -93,11 +93,11 @@ def call(model, idx, targets=None):
             raise
         block_size = getattr(getattr(model, "config", None), "block_size", None)
         fail(MODULE, f"forward(idx {tuple(idx.shape)}) raised RuntimeError: {e}.",
-             cause=(f"forward fails for T = {idx.size(1)} < block_size = {block_size} with a size mismatch: the "
+             cause=(f"your forward fails for T = {idx.size(1)} < block_size = {block_size} with a size mismatch: the "
                     f"positions or the rotary tables are not built (or sliced) for the T of idx")
              if block_size and idx.size(1) < block_size else None)
     if not (isinstance(out, tuple) and len(out) == 2):
-        fail(MODULE, f"GPT.forward returned {type(out).__name__}.", cause="forward does not return (logits, loss)")
+        fail(MODULE, f"GPT.forward returned {type(out).__name__}.", cause="your forward does not return (logits, loss)")
     return out
 
 
@@ -214,7 +214,7 @@ def test_lm_head_is_wte_exactly_when_tied(name):
     head, wte = model.lm_head.weight, model.transformer.wte.weight
     what = f"GPT({describe(config)})"
     if getattr(model.lm_head, "bias", None) is not None:
-        fail(MODULE, f"{what}: nn.Linear(n_embd, vocab_size, bias=False).", cause="lm_head has a bias")
+        fail(MODULE, f"{what}: nn.Linear(n_embd, vocab_size, bias=False).", cause="your lm_head has a bias")
     if config.tie_embeddings and head is not wte:
         if head.data_ptr() == wte.data_ptr() or torch.equal(head, wte):
             fail(MODULE, f"{what}: assign the Parameter itself, self.lm_head.weight = self.transformer.wte.weight, so "
@@ -311,7 +311,7 @@ def test_loss_is_none_without_targets():
     model, ref = build_pair("gpt2", seed=23)
     out = model(randint(ref.config.vocab_size, 1, 5, seed=24), kv_cache=None)
     if not (isinstance(out, tuple) and len(out) == 2):
-        fail(MODULE, f"GPT.forward returned {type(out).__name__}.", cause="forward does not return (logits, loss)")
+        fail(MODULE, f"GPT.forward returned {type(out).__name__}.", cause="your forward does not return (logits, loss)")
     if out[1] is not None:
         fail(MODULE, f"forward(idx) without targets returned loss {out[1]!r}.",
              cause="the loss is not None without targets")
@@ -325,7 +325,7 @@ def test_longest_sequence_is_block_size(name):
         call(model, randint(config.vocab_size, 1, 8, seed=25))
     except ValueError as e:
         fail(MODULE, f"forward with T == block_size == 8 raised ValueError ({e}); block_size is the longest "
-                     f"sequence allowed.", cause="forward refuses T == block_size: raise only when T > block_size")
+                     f"sequence allowed.", cause="your forward refuses T == block_size: raise only when T > block_size")
     idx = randint(config.vocab_size, 1, 9, seed=26)
     try:
         call(model, idx)
@@ -334,9 +334,9 @@ def test_longest_sequence_is_block_size(name):
     except Exception as e:  # noqa: BLE001 - any other error is the wrong one
         fail(MODULE, f"forward with T=9 > block_size=8 raised {type(e).__name__} ({e}): raise ValueError with a "
                      f"sentence saying the sequence is longer than block_size.",
-             cause="forward does not check T against block_size (it raised another error than ValueError)")
+             cause="your forward does not check T against block_size (it raised another error than ValueError)")
     fail(MODULE, "forward with T=9 > block_size=8 returned: check idx.size(1) against config.block_size and "
-                 "raise ValueError.", cause="forward does not refuse a sequence longer than block_size")
+                 "raise ValueError.", cause="your forward does not refuse a sequence longer than block_size")
 
 
 @pytest.mark.parametrize("name", ["gpt2", "gqa-rope-swiglu"])
@@ -348,6 +348,11 @@ def test_logits_do_not_depend_on_later_tokens(name):
     changed[:, 6:] = (idx[:, 6:] + 1 + randint(V - 1, 2, 6, seed=29)) % V
     before, _ = call(model, idx)
     after, _ = call(model, changed)
+    if before.shape[:2] != idx.shape:
+        fail(MODULE, f"GPT({describe(ref.config)})(idx {tuple(idx.shape)}) returned logits of shape "
+                     f"{tuple(before.shape)}.",
+             cause="forward returns only the last position's logits (nanoGPT's shortcut for generation); it returns "
+                   "logits for all T positions" if before.shape[1] == 1 else "forward's logits are not (B, T, V)")
     if not torch.allclose(before[:, :6], after[:, :6], atol=1e-5, rtol=1e-5):
         fail(MODULE, f"GPT({describe(ref.config)}): changing the tokens at positions 6 and later changed the logits "
                      f"at positions 0..5. Places to look: the mask in 03 causal_attention, and anything in forward "
@@ -503,9 +508,16 @@ def test_constructor_initialises_weights(name):
 def test_init_weights_resets_every_parameter(name):
     config = small_config(**INIT_CONFIGS[name])
     model = perturb_parameters(mine().GPT(config), seed=41, scale=1.0)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(42)
         model.init_weights()
+    kept = [k for k, v in model.named_parameters() if torch.equal(v.detach(), before[k])]
+    if kept:
+        embedding = any(k.endswith(("wte.weight", "wpe.weight")) for k in kept)
+        fail(MODULE, f"model.init_weights() on perturbed weights ({name}) left {', '.join(kept[:4])} as they were.",
+             cause=f"init_weights does not re-initialise {kept[0]}: it keeps the value it had"
+                   + (" (for an embedding, nn.Embedding's default N(0, 1) after GPT(config))" if embedding else ""))
     expect_initialised(model, config, f"after model.init_weights() on perturbed weights ({name})")
 
 
@@ -523,6 +535,21 @@ def counts(config):
     return total, wpe
 
 
+def num_params_mistakes(total, wpe, wte, tie):
+    """(count, sentence) of known num_params mistakes; total counts each Parameter once, wpe and wte their sizes."""
+    twice = ("the tied weight is counted twice; a shared Parameter counts once (self.parameters() lists it once, "
+             "the state dict twice)")
+    return [
+        (total + wte if tie else None, twice),
+        (total - wpe - wte, "wte is subtracted too; nanoGPT's non-embedding count subtracts only wpe, because wte "
+                            "is also the output layer"),
+        (total + wte - wpe if tie else None, twice),
+        (total - wpe if wpe else None, "wpe is subtracted with non_embedding=False; subtract it only when "
+                                       "non_embedding is True"),
+        (total, "wpe is not subtracted with non_embedding=True"),
+    ]
+
+
 @pytest.mark.parametrize("name", CONFIG_VARIANTS)
 @pytest.mark.parametrize("tie", [True, False], ids=["tied", "untied"])
 def test_num_params(name, tie):
@@ -531,17 +558,7 @@ def test_num_params(name, tie):
     total, wpe = counts(config)
     wte = config.vocab_size * config.n_embd
     want = {True: total - wpe, False: total}
-    mistakes = [
-        (total + wte if tie else None, "the tied weight is counted twice; a shared Parameter counts once "
-                                       "(self.parameters() lists it once, the state dict twice)"),
-        (total - wpe - wte, "wte is subtracted too; nanoGPT's non-embedding count subtracts only wpe, because wte "
-                            "is also the output layer"),
-        (total + wte - wpe if tie else None, "the tied weight is counted twice; a shared Parameter counts once "
-                                             "(self.parameters() lists it once, the state dict twice)"),
-        (total - wpe if wpe else None, "wpe is subtracted with non_embedding=False; subtract it only when "
-                                       "non_embedding is True"),
-        (total, "wpe is not subtracted with non_embedding=True"),
-    ]
+    mistakes = num_params_mistakes(total, wpe, wte, tie)
     shared = model.lm_head.weight is model.transformer.wte.weight
     for non_embedding in (True, False):
         try:
@@ -549,7 +566,7 @@ def test_num_params(name, tie):
         except (AttributeError, KeyError) as e:
             fail(MODULE, f"num_params(non_embedding={non_embedding}) for GPT({describe(config)}) raised "
                          f"{type(e).__name__}: {e}.",
-                 cause="num_params fails on a model with no wpe (pos_emb='rope'): subtract wpe only when it exists"
+                 cause="your num_params fails on a model with no wpe (pos_emb='rope'): subtract wpe only when it exists"
                  if config.pos_emb == "rope" else None)
         if got != want[non_embedding]:
             text = (f"num_params(non_embedding={non_embedding}) for GPT({describe(config)}) is {got}, expected "
@@ -564,7 +581,7 @@ def test_num_params(name, tie):
             fail(MODULE, text, cause=found[0] if found else None, looks_like=True)
     if model.num_params() != want[True]:
         fail(MODULE, f"num_params() for GPT({describe(config)}) is {model.num_params()}, expected {want[True]}.",
-             cause="num_params's non_embedding does not default to True")
+             cause="your num_params's non_embedding does not default to True")
 
 
 @pytest.mark.parametrize("name", ["gpt2", "gqa-rope-swiglu"])
@@ -631,34 +648,96 @@ def hf_logits(model, idx):
         return model(idx.to(model.device)).logits
 
 
-LOAD_ERRORS = [  # (pattern in the error, what the error shows: the first that matches is the cause)
-    (r"c_attn\.weight.*\[(\d+), (\d+)\].*\[\2, \1\]|c_fc\.weight.*\[(\d+), (\d+)\].*\[\4, \3\]",
-     "GPT-2's Conv1D weights were not transposed (the shapes are each other's transpose): Conv1D stores (in, out), "
-     "nn.Linear (out, in); transpose attn.c_attn, attn.c_proj, mlp.c_fc and mlp.c_proj weights (.t())"),
-    (r"mlp\.c_proj\.weight.*\[(\d+), (\d+)\].*\[\2, \1\]",
-     "GPT-2's mlp.c_proj weight was not transposed (Conv1D stores (in, out))"),
-    (r"wpe", "wpe's shape differs from the checkpoint's: n_positions is not mapped to block_size"),
-    (r"mlp\.c_(fc|proj)", "the MLP's shapes differ from the checkpoint's: n_inner (GPT-2; None means 4 * n_embd) or "
-                          "intermediate_size (Llama) is not mapped to mlp_hidden"),
-    (r"attn\.c_attn", "c_attn's shape differs from q, k and v concatenated: num_key_value_heads is not mapped to "
-                      "n_kv_head"),
-    (r"bias", "the checkpoint's biases and the GPT's differ: attention_bias (Llama) is not mapped to bias, or "
-              "GPT-2's biases are left out"),
-]
+CONV1D_NOT_TRANSPOSED = re.compile(  # a load error whose two shapes are each other's transpose
+    r"(c_attn|c_fc|c_proj)\.weight.*\[(\d+), (\d+)\].*\[\3, \2\]", re.S)
+
+
+def tying_cause(model, tie):
+    """The sentence for a GPT whose lm_head/wte sharing disagrees with tie (its config), else None."""
+    head, wte = model.lm_head.weight, model.transformer.wte.weight
+    if tie and head is not wte:
+        # Loaded weights (or the meta device) make values and data_ptr agree anyway: ask a fresh small GPT.
+        fresh = mine().GPT(small_config(tie_embeddings=True))
+        if fresh.lm_head.weight.data_ptr() == fresh.transformer.wte.weight.data_ptr():
+            return "with tie_embeddings=True your lm_head.weight holds wte's values but is a different Parameter"
+        return "with tie_embeddings=True your lm_head.weight is not the same Parameter as transformer.wte.weight"
+    if not tie and (head is wte or (head.device.type != "meta" and head.data_ptr() == wte.data_ptr())):
+        return "with tie_embeddings=False your lm_head.weight and transformer.wte.weight share one Parameter"
+    return None
+
+
+def structure_cause(config):
+    """If your GPT(config) has other parameters (names, shapes, tying) than the reference's, that sentence."""
+    try:
+        model = mine().GPT(copy.deepcopy(config))
+    except Exception as e:  # noqa: BLE001
+        return f"your GPT(config) raises {type(e).__name__} for this model's config ({e})"
+    theirs = {k: tuple(v.shape) for k, v in reference(MODULE).GPT(copy.deepcopy(config)).state_dict().items()}
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if ours != theirs:
+        parts = [f"{k} is extra" for k in sorted(set(ours) - set(theirs))]
+        parts += [f"{k} is missing" for k in sorted(set(theirs) - set(ours))]
+        parts += [f"{k} is {ours[k]}, not {theirs[k]}" for k in sorted(set(ours) & set(theirs)) if ours[k] != theirs[k]]
+        return (f"your GPT({describe(config)}) itself has other parameters than the contract's "
+                f"({'; '.join(parts[:4])}): test_parameters_have_the_contract_names_and_shapes checks them")
+    return tying_cause(model, config.tie_embeddings)
+
+
+HF_NAMES = {  # GPTConfig field -> where from_hf reads it (GPT-2 / Llama)
+    "vocab_size": "vocab_size", "block_size": "n_positions / max_position_embeddings", "n_layer": "n_layer / "
+    "num_hidden_layers", "n_head": "n_head / num_attention_heads", "n_kv_head": "num_key_value_heads",
+    "n_embd": "n_embd / hidden_size", "norm_eps": "layer_norm_epsilon / rms_norm_eps", "rope_base": "rope_theta",
+    "mlp_hidden": "n_inner / intermediate_size", "bias": "attention_bias", "tie_embeddings": "tie_word_embeddings",
+}
+
+
+def config_cause(got, want):
+    """The config fields from_hf set differently from the contract's mapping (want: the reference's config)."""
+    fields = [f.name for f in dataclasses.fields(want)]
+    if want.pos_emb == "learned":
+        fields.remove("rope_base")  # not used by learned positions
+    wrong = [f"{name}={getattr(got, name, None)!r} (expected {getattr(want, name)!r}"
+             + (f", from {HF_NAMES[name]})" if name in HF_NAMES else ")")
+             for name in fields if getattr(got, name, None) != getattr(want, name)]
+    if wrong:
+        return "your from_hf sets the config wrong: " + "; ".join(wrong)
+    return None
+
+
+def recorded_config(hf_model):
+    """The config your from_hf builds its GPT with (recorded through a subclass), or None."""
+    seen = []
+
+    class Recording(mine().GPT):
+        def __init__(self, config):
+            seen.append(copy.deepcopy(config))
+            super().__init__(config)
+    try:
+        Recording.from_hf(hf_model)
+    except Exception:  # noqa: BLE001  it raised before; only the recorded config matters
+        pass
+    return seen[0] if seen else None
 
 
 def from_hf(hf_model, what):
-    """Your GPT.from_hf(hf_model); any other error than not-started becomes a message that names it."""
+    """Your GPT.from_hf(hf_model); an error (other than not-started) is explained by what it shows: your GPT's
+    own parameters, the config your from_hf built, or Conv1D shapes left untransposed."""
     try:
         return mine().GPT.from_hf(hf_model)
     except NotImplementedError:
         raise
     except Exception as e:  # noqa: BLE001
         text = f"GPT.from_hf({what}) raised {type(e).__name__}: {str(e)[:600]}"
-        found = next((meaning for pattern, meaning in LOAD_ERRORS if re.search(pattern, str(e), re.S)), None)
-        if isinstance(e, ValueError) and not found:
-            found = "GPT.from_hf refused a model that GPT can reproduce: raise ValueError only for what it cannot"
-        fail(MODULE, text, cause=found, looks_like=True)
+        want = reference(MODULE).GPT.from_hf(hf_model).config
+        got = recorded_config(hf_model)
+        found = structure_cause(want) or (got is not None and config_cause(got, want)) or None
+        if not found and CONV1D_NOT_TRANSPOSED.search(str(e)):
+            found = ("GPT-2's Conv1D weights were not transposed (the shapes in the error are each other's "
+                     "transpose): Conv1D stores (in, out), nn.Linear (out, in); transpose attn.c_attn, attn.c_proj, "
+                     "mlp.c_fc and mlp.c_proj weights (.t())")
+        if not found and isinstance(e, ValueError):
+            found = "your from_hf refused a model that GPT can reproduce: raise ValueError only for what it cannot"
+        fail(MODULE, text, cause=found)
 
 
 def reference_from_hf(hf_model, **config_changes):
@@ -692,17 +771,13 @@ def expect_reproduces(model, hf_model, idx, what, likely=(), hint=None):
     if isinstance(logits, torch.Tensor) and logits.shape == want.shape and torch.allclose(
             logits, want, atol=1e-4, rtol=0.0):
         return
+    text = f"GPT.from_hf({what}) against Hugging Face: the logits differ."
+    want_config = reference(MODULE).GPT.from_hf(hf_model).config
     config = getattr(model, "config", None)
-    tied = model.lm_head.weight is model.transformer.wte.weight
-    if config is not None and tied != config.tie_embeddings:
-        fail(MODULE, f"GPT.from_hf({what}): its config says tie_embeddings={config.tie_embeddings}.", cause=(
-            "your GPT shares one weight between lm_head and wte although its config says tie_embeddings=False"
-            if tied else "with tie_embeddings=True your GPT's lm_head.weight is not the same Parameter as wte.weight"))
-    hf_tied = bool(getattr(hf_model.config, "tie_word_embeddings", True))
-    if config is not None and config.tie_embeddings != hf_tied:
-        fail(MODULE, f"GPT.from_hf({what}): the model has tie_word_embeddings={hf_tied}.",
-             cause=f"tie_word_embeddings is not mapped to tie_embeddings (your GPT's config has "
-                   f"tie_embeddings={config.tie_embeddings})")
+    if config is not None:
+        found = config_cause(config, want_config) or structure_cause(config) or tying_cause(model, config.tie_embeddings)
+        if found:
+            fail(MODULE, text, cause=found)
     expect_close(logits, want, f"GPT.from_hf({what}) against Hugging Face", module=MODULE, inputs=dict(idx=idx),
                  atol=1e-4, rtol=0.0, likely=likely(model) if callable(likely) else likely, hint=hint)
 
@@ -760,11 +835,11 @@ def test_gpt2_preset_state_dict_is_hugging_faces(size):
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing, extra = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
     if missing or extra:
-        fail(MODULE, f"GPT(GPTConfig.gpt2({size!r})).state_dict(): "
-                     + "; ".join(filter(None, [missing and "missing " + ", ".join(missing[:6]),
-                                                extra and "not in GPT-2 " + ", ".join(extra[:6])]))
-                     + ". Use Hugging Face's names: transformer.wte/wpe/h/ln_f and lm_head.",
-             cause="the GPT-2 preset's state dict keys differ from GPT2LMHeadModel's")
+        differ = "; ".join(filter(None, [missing and "missing " + ", ".join(missing[:6]),
+                                         extra and "not in GPT-2 " + ", ".join(extra[:6])]))
+        fail(MODULE, f"GPT(GPTConfig.gpt2({size!r})).state_dict(): use Hugging Face's names: "
+                     f"transformer.wte/wpe/h/ln_f and lm_head.",
+             cause=f"the GPT-2 preset's state dict differs from GPT2LMHeadModel's: {differ}")
     for key, shape in theirs.items():
         want = shape[::-1] if key.endswith(CONV1D) else shape
         if ours[key] != want:
@@ -772,9 +847,9 @@ def test_gpt2_preset_state_dict_is_hugging_faces(size):
                          + (f" (GPT-2's Conv1D stores {shape}, (in, out); nn.Linear is (out, in))" if want != shape
                             else "") + ".",
                  cause=f"the GPT-2 preset's {key} has the wrong shape")
-    if model.lm_head.weight is not model.transformer.wte.weight:
+    if tying_cause(model, True):
         fail(MODULE, f"GPT(GPTConfig.gpt2({size!r})): GPT-2 ties lm_head.weight to transformer.wte.weight.",
-             cause="with tie_embeddings=True lm_head.weight is not the same Parameter as transformer.wte.weight")
+             cause=tying_cause(model, True))
 
 
 @functools.cache
@@ -794,10 +869,21 @@ def test_gpt2_num_params_is_hugging_faces():
     wpe = theirs.transformer.wpe.weight.numel()
     got = (model.num_params(non_embedding=False), model.num_params(non_embedding=True))
     if got != (total, total - wpe):
+        theirs_keys = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+        ours_keys = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        own = sum(p.numel() for p in model.parameters())  # your model's own parameters, each shared one once
+        if got[0] == own and (tying_cause(model, True) or set(ours_keys) != set(theirs_keys)):
+            cause = tying_cause(model, True) or (
+                f"the GPT-2 preset's parameters differ from GPT2LMHeadModel's (not in GPT-2: "
+                f"{', '.join(sorted(set(ours_keys) - set(theirs_keys))[:4]) or 'none'}), so the count does too")
+        else:
+            mistakes = num_params_mistakes(total, wpe, theirs.transformer.wte.weight.numel(), True)
+            found = [sentence for value, sentence in mistakes
+                     if value is not None and (got[0] == value != total or got[1] == value != total - wpe)]
+            cause = found[0] if found else None
         fail(MODULE, f"GPT-2 124M: num_params(non_embedding=False) and (True) are {got[0]} and {got[1]}; "
                      f"GPT2LMHeadModel has {total} parameters (the tied weight once), so expected {total} and "
-                     f"{total - wpe} (minus wpe).",
-             cause="num_params of the GPT-2 preset differs from Hugging Face's count")
+                     f"{total - wpe} (minus wpe).", cause=cause)
 
 
 @pytest.mark.hf
@@ -827,12 +913,10 @@ def test_from_hf_ties_like_the_hf_model(family, tie):
         text = (f"GPT.from_hf of a {family} model with tie_word_embeddings={tie} gave a GPT whose lm_head "
                 f"{'is not' if tie else 'is'} tied to wte.")
         if model.config.tie_embeddings != tie:
-            fail(MODULE, text, cause=f"tie_word_embeddings is not mapped to tie_embeddings (your GPT's config has "
-                                     f"tie_embeddings={model.config.tie_embeddings})")
-        fail(MODULE, text + " Its config is right, so GPT(config) ties wrongly: see test_lm_head_is_wte_exactly_when_tied.",
-             cause=("your GPT shares one weight between lm_head and wte although its config says "
-                    "tie_embeddings=False") if shared else (
-                    "with tie_embeddings=True your GPT's lm_head.weight is not the same Parameter as wte.weight"))
+            fail(MODULE, text, cause=f"your from_hf does not map tie_word_embeddings to tie_embeddings (your GPT's "
+                                     f"config has tie_embeddings={model.config.tie_embeddings})")
+        fail(MODULE, text + " Its config is right: see test_lm_head_is_wte_exactly_when_tied.",
+             cause=tying_cause(model, tie))
 
 
 @pytest.mark.hf
@@ -1116,13 +1200,13 @@ def test_forward_makes_positions_on_the_device_of_idx(name):
             pytest.skip(f"GPT.forward reads tensor values, which 'meta' tensors do not have ({error})")
         fail(MODULE, f"forward on a model and idx of device 'meta' raised: {error}. Make the positions "
                      f"(torch.arange(T, device=idx.device)) and the rotary tables on idx's device.",
-             cause="forward makes its positions or rotary tables on another device than idx's")
+             cause="your forward makes its positions or rotary tables on another device than idx's")
     if any(device != "meta" for device in seen):
         fail(MODULE, f"GPT({describe(config)}) on 'meta': make them with torch.arange(T, device=idx.device).",
-             cause=f"forward looks up wpe with positions on {sorted(set(seen))}, not on idx's device")
+             cause=f"your forward looks up wpe with positions on {sorted(set(seen))}, not on idx's device")
     if logits.device.type != "meta":
         fail(MODULE, f"GPT({describe(config)}) on 'meta'.",
-             cause=f"forward on a 'meta' model and idx gave logits on {logits.device}")
+             cause=f"your forward on a 'meta' model and idx gave logits on {logits.device}")
 
 
 @pytest.mark.hf
@@ -1139,5 +1223,5 @@ def test_from_hf_llama_maps_max_position_embeddings_to_block_size():
     block_size = model.config.block_size
     fail(MODULE, f"GPT.from_hf(a LlamaForCausalLM with max_position_embeddings=12) accepted 13 tokens; its config "
                  f"has block_size={block_size}.",
-         cause="max_position_embeddings is not mapped to block_size (as n_positions for GPT-2)" if block_size != 12
+         cause="your from_hf does not map max_position_embeddings to block_size (as n_positions for GPT-2)" if block_size != 12
          else "forward does not refuse a sequence longer than block_size")

@@ -475,8 +475,7 @@ def split_groups(groups, weight_decay, what):
                  cause="a parameter group has no 'weight_decay' key")
     decays = sorted(float(g["weight_decay"]) for g in groups)
     if decays != sorted([0.0, float(weight_decay)]):
-        fail(MODULE, f"{what}: the groups' weight_decay values are {decays}; expected {weight_decay} for the "
-                     f"parameters with dim >= 2 and 0.0 for the others.",
+        fail(MODULE, f"{what}: {weight_decay} for the parameters with dim >= 2 and 0.0 for the others.",
              cause=f"the groups' weight_decay values are {decays}, not [0.0, {weight_decay}]")
     params = lambda g: [g["params"]] if isinstance(g["params"], torch.Tensor) else list(g["params"])  # noqa: E731
     decayed = next(g for g in groups if float(g["weight_decay"]) == float(weight_decay))
@@ -562,7 +561,7 @@ def check_optimizer(opt, m, what, lr, weight_decay, betas, eps, defaults_of_conf
     if not isinstance(opt, mine().AdamW):
         fail(MODULE, f"{what} returned a {type(opt).__module__}.{type(opt).__name__}: "
                      f"AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps).",
-             cause="configure_optimizers does not return your AdamW")
+             cause="your configure_optimizers does not return your AdamW")
     decayed, other = split_groups(opt.param_groups, weight_decay, f"{what}.param_groups")
     # Your own param_groups decides which parameters decay (its tests check that): here only that it is used.
     theirs = run(mine().param_groups, m, weight_decay)
@@ -581,7 +580,7 @@ def check_optimizer(opt, m, what, lr, weight_decay, betas, eps, defaults_of_conf
                 cause = (f"with no {key} given, configure_optimizers's groups have {key}={got[key]!r}; its default "
                          f"is {want[key]!r}")
             elif got[key] == ADAMW_DEFAULTS[key]:
-                cause = f"configure_optimizers does not pass {key} on to AdamW (the group has AdamW's default)"
+                cause = f"your configure_optimizers does not pass {key} on to AdamW (the group has AdamW's default)"
             else:
                 cause = f"a group has {key}={got[key]!r}, not the {key} given to configure_optimizers"
             fail(MODULE, f"{what}: a group has {key}={got[key]!r}, expected {want[key]!r} (the defaults of "
@@ -671,11 +670,11 @@ def learner_lr(step, *args):
     except ZeroDivisionError:
         fail(MODULE, f"lr_at({step}, warmup_steps={args[0]}, max_steps={args[1]}, ...) raised ZeroDivisionError. "
                      f"With warmup_steps=0 there is no warmup (step < 0 never holds) and the cosine starts at max_lr "
-                     f"at step 0.", cause=f"lr_at divided by zero with warmup_steps={args[0]}")
+                     f"at step 0.", cause=f"your lr_at divided by zero with warmup_steps={args[0]}")
     try:
         return float(value)
     except (TypeError, ValueError):
-        fail(MODULE, f"lr_at({step}, ...) returned {value!r}.", cause="lr_at does not return a number")
+        fail(MODULE, f"lr_at({step}, ...) returned {value!r}.", cause="your lr_at does not return a number")
 
 
 @pytest.mark.parametrize("warmup,max_steps,max_lr,min_lr", SCHEDULES)

@@ -91,22 +91,22 @@ KINDS = ["torch-int64", "torch-int32", "numpy-uint16", "numpy-int32", "numpy-mem
 def check_batch(batch, tokens, batch_size, block_size, device, what):
     """x, y are (batch_size, block_size) int64 on device; each row of x a slice of tokens, y that slice moved by one."""
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-        fail(MODULE, f"{what} returned {type(batch).__name__}.", cause="get_batch does not return the pair (x, y)")
+        fail(MODULE, f"{what} returned {type(batch).__name__}.", cause="your get_batch does not return the pair (x, y)")
     x, y = batch
     for name, t in (("x", x), ("y", y)):
         if not isinstance(t, torch.Tensor):
-            fail(MODULE, f"{what}: {name} is a {type(t).__name__}.", cause="get_batch does not return torch tensors")
+            fail(MODULE, f"{what}: {name} is a {type(t).__name__}.", cause="your get_batch does not return torch tensors")
         if tuple(t.shape) != (batch_size, block_size):
             extra = " (a window has block_size + 1 tokens: x = window[:-1], y = window[1:])" \
                 if t.shape[-1:] == (block_size + 1,) else ""
             fail(MODULE, f"{what}: {name} has shape {tuple(t.shape)}{extra}.",
-                 cause=f"get_batch's {name} is not (batch_size, block_size) = {(batch_size, block_size)}")
+                 cause=f"your get_batch's {name} is not (batch_size, block_size) = {(batch_size, block_size)}")
         if t.dtype != torch.int64:
             fail(MODULE, f"{what}: {name} has dtype {str(t.dtype)[6:]}; convert with .long() or np.int64.",
-                 cause="get_batch's tokens are not int64 (the dtype of token ids for nn.Embedding and cross_entropy)")
+                 cause="your get_batch's tokens are not int64 (the dtype of token ids for nn.Embedding and cross_entropy)")
         if t.device.type != torch.device(device).type:
             fail(MODULE, f"{what}: {name} is on {t.device}, expected device={device!r}: .to(device).",
-                 cause="get_batch does not move the batch to the device it is given")
+                 cause="your get_batch does not move the batch to the device it is given")
     if torch.device(device).type == "meta":
         return
     starts = window_starts(x.cpu(), tokens, what)
@@ -212,20 +212,20 @@ def test_get_batch_draws_every_valid_start_uniformly():
     if counts[last] == 0:
         fail(MODULE, f"{what}: starts drawn in {n} windows: {drawn}. torch.randint's high is exclusive: "
                      f"torch.randint(len(data) - block_size, ...) draws every start 0 .. len(data) - block_size - 1.",
-             cause=f"get_batch never drew the last valid start {last} = len(data) - block_size - 1")
+             cause=f"your get_batch never drew the last valid start {last} = len(data) - block_size - 1")
     if counts[0] == 0:
         fail(MODULE, f"{what}: starts drawn in {n} windows: {drawn}. Starts run over 0 .. len(data) - block_size - 1.",
-             cause="get_batch never drew start 0 (the first window of the data is valid too)")
+             cause="your get_batch never drew start 0 (the first window of the data is valid too)")
     beyond = {s: c for s, c in drawn.items() if s > last}
     if beyond:
         fail(MODULE, f"{what}: starts drawn in {n} windows: {drawn}.",
-             cause=f"get_batch drew starts {sorted(beyond)} beyond the last valid start {last}")
+             cause=f"your get_batch drew starts {sorted(beyond)} beyond the last valid start {last}")
     # Each count is Binomial(4000, 1/8): mean 500, sd 21; 300..700 is ~10 sd either side.
     uneven = {s: c for s, c in drawn.items() if not 0.6 * expected <= c <= 1.4 * expected}
     if uneven:
         fail(MODULE, f"{what}: in {n} windows the starts 0..{last} were drawn {[counts[s] for s in range(last + 1)]} "
                      f"times; each should come about {expected:.0f} times.",
-             cause="get_batch does not draw the starts uniformly over every valid start")
+             cause="your get_batch does not draw the starts uniformly over every valid start")
 
 
 def test_get_batch_same_generator_seed_same_batch():
@@ -237,11 +237,11 @@ def test_get_batch_same_generator_seed_same_batch():
     if not (torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])):
         fail(MODULE, "get_batch(data, 4, 8, generator) with two generators seeded 123 gave different batches: "
                      "torch.randint(..., generator=generator).",
-             cause="get_batch does not draw the starts from the generator it is given")
+             cause="your get_batch does not draw the starts from the generator it is given")
     if torch.equal(first[0], other[0]):
         fail(MODULE, "get_batch(data, 4, 8, generator) gave the same batch for generators seeded 123 and 456: "
                      "torch.randint(..., generator=generator).",
-             cause="get_batch does not draw the starts from the generator it is given")
+             cause="your get_batch does not draw the starts from the generator it is given")
 
 
 # --- clip_grad_norm -------------------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ def as_norm(value, what):
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return torch.tensor(float(value), dtype=torch.float64)
     fail(MODULE, f"{what} returned {value!r}: return the global norm from before clipping (a 0-d tensor).",
-         cause="clip_grad_norm does not return the norm")
+         cause="your clip_grad_norm does not return the norm")
 
 
 def norm_mistakes(params, max_norm):
@@ -372,7 +372,7 @@ def test_clip_grad_norm_skips_parameters_without_grad():
                   "clip_grad_norm(params, 1.0)")
     if params[1].grad is not None:
         fail(MODULE, "clip_grad_norm(params, 1.0) where params[1].grad is None: skip parameters whose grad is None.",
-             cause="clip_grad_norm gave a gradient to a parameter that had none")
+             cause="your clip_grad_norm gave a gradient to a parameter that had none")
     expect_close(got, want_norm, "clip_grad_norm with one grad None: the returned norm", module=MODULE,
                  atol=ATOL, rtol=RTOL, likely=wrong_norms)
     expect_close(flat_grads(params), flat_grads(want), "clip_grad_norm with one grad None: the gradients after",
@@ -498,7 +498,9 @@ def known_train_step(model, opt, batches, grad_clip=1.0, lr=None, mistake=None):
             torch_clip(model.parameters(), grad_clip)
         if mistake == "step-inside":
             opt.step()
-    if grad_clip and mistake not in ("clip-inside", "no-clip"):
+    if grad_clip and mistake == "your-clip":
+        run(mine().clip_grad_norm, [p for p in model.parameters() if p.grad is not None], grad_clip)
+    elif grad_clip and mistake not in ("clip-inside", "no-clip"):
         torch_clip(model.parameters(), grad_clip)
     if mistake == "clip-zero" and grad_clip is not None:
         torch_clip(model.parameters(), grad_clip)
@@ -587,6 +589,10 @@ class Case:
         likely = [(no_clip_sentence() if m == "no-clip" else s,
                    lambda m=m: flat(p.grad for p in self.known(m, **kwargs)[0].parameters()))
                   for s, m in TRAIN_MISTAKES]
+        if kwargs.get("grad_clip", 1.0) and not clips_like_torch(list):
+            # train_step written out right, but clipping with your clip_grad_norm (which its own tests fail)
+            likely.append((your_clip_sentence(),
+                           lambda: flat(p.grad for p in self.known("your-clip", **kwargs)[0].parameters())))
         expect_close(got, want, f"{what}: p.grad after the step, all parameters flattened",
                      module=MODULE, likely=likely, hint=hint)
 
@@ -610,6 +616,20 @@ def test_train_step_gradient_equals_the_whole_batch_gradient(k):
                       f"concatenation", want, grad_clip=None)
 
 
+def your_clip_sentence():
+    """train_step is right but your clip_grad_norm is not: which known clipping mistake it makes, if any."""
+    params = parameters_with_grads()
+    mistakes = grad_mistakes(params, 1.0)
+    try:
+        run(mine().clip_grad_norm, params, 1.0)
+        found = next((s for s, want in mistakes if torch.allclose(flat_grads(params), want, atol=ATOL, rtol=RTOL)),
+                     None)
+    except Exception:  # noqa: BLE001
+        found = None
+    return ("train_step itself is right, but the clip_grad_norm it calls is not: "
+            + (found or "your clip_grad_norm does not clip as torch.nn.utils.clip_grad_norm_ does (see its tests)"))
+
+
 def no_clip_sentence():
     """What unclipped gradients from train_step establish: your clip_grad_norm is tried on its own to tell
     'train_step does not clip' from 'clip_grad_norm cannot clip model.parameters() (a generator)'."""
@@ -627,7 +647,7 @@ def test_train_step_returns_the_mean_loss():
     got = case.run(grad_clip=None)
     if isinstance(got, torch.Tensor) or not isinstance(got, (float, int)):
         fail(MODULE, f"train_step returned {type(got).__name__} {got!r}: return loss.item()-style Python floats, "
-                     f"which hold no autograd graph.", cause="train_step does not return the mean loss as a float")
+                     f"which hold no autograd graph.", cause="your train_step does not return the mean loss as a float")
     model = copy.deepcopy(case.initial)
     with torch.no_grad():
         losses = [model(x, y)[1].item() for x, y in case.batches]
@@ -670,7 +690,7 @@ def test_train_step_clips_to_1_by_default():
     if default is not None and default.default != 1.0 and not torch.allclose(
             grads_of(case.model, "train_step"), flat(p.grad for p in full.parameters()), atol=1e-10, rtol=1e-8):
         fail(MODULE, f"train_step(model, optimizer, micro_batches) without grad_clip, gradient norm {norm:.3g}.",
-             cause=f"train_step's default grad_clip is {default.default!r}; the contract's is 1.0")
+             cause=f"your train_step's default grad_clip is {default.default!r}; the contract's is 1.0")
     case.expect_grads(f"train_step without grad_clip (gradient norm {norm:.3g})",
                       flat(p.grad for p in full.parameters()),
                       hint="This call passes no grad_clip, so the default 1.0 applies.")
@@ -704,7 +724,7 @@ def test_train_step_without_lr_keeps_the_groups_lr():
     lrs = [g["lr"] for g in case.opt.param_groups]
     if lrs != [0.1, 0.2]:
         fail(MODULE, f"train_step(..., lr=None) on groups at lr [0.1, 0.2] left them at {lrs}.",
-             cause="train_step changed the groups' lr although no lr was given; set it only when one is given")
+             cause="your train_step changed the groups' lr although no lr was given; set it only when one is given")
     case.expect_params("train_step(lr=None) with two groups at lr 0.1 and 0.2", grad_clip=None)
 
 
@@ -726,11 +746,11 @@ def test_train_step_puts_the_model_in_train_mode():
     case.run(grad_clip=None)
     if not case.model.seen:
         fail(MODULE, "train_step on 2 micro-batches: _, loss = model(x, y) for each.",
-             cause="train_step did not run the model on the micro-batches")
+             cause="your train_step did not run the model on the micro-batches")
     if not all(training and drop for training, drop, _ in case.model.seen):
         fail(MODULE, "The model came in eval mode, as after estimate_loss: call model.train() before the "
                      "micro-batches, so that dropout is active while training.",
-             cause="train_step ran the model in eval mode")
+             cause="your train_step ran the model in eval mode")
     if not all(m.training for m in case.model.modules()):
         fail(MODULE, "model.train() sets every submodule.", cause="after train_step the model is not in train mode")
 
@@ -767,7 +787,7 @@ def test_estimate_loss_is_the_mean_loss_of_its_batches():
     got = call_estimate(model, data, iters, seed=9)
     if isinstance(got, torch.Tensor) or not isinstance(got, (float, int)):
         fail(MODULE, f"estimate_loss returned {type(got).__name__} {got!r}.",
-             cause="estimate_loss does not return the mean loss as a Python float")
+             cause="your estimate_loss does not return the mean loss as a Python float")
     losses = rebuilt_losses(model, data, iters, seed=9)
     want = sum(losses) / iters
     candidates = [("the sum of the batch losses; return their mean", sum(losses)),
@@ -787,6 +807,18 @@ def test_estimate_loss_is_the_mean_loss_of_its_batches():
              cause=found[0] if found else None, looks_like=True)
 
 
+def test_estimate_loss_without_a_generator():
+    model, data, iters = estimate_case(training=False)
+    try:
+        got = run(mine().estimate_loss, model, data, 4, 8, iters)
+    except TypeError as error:
+        fail(MODULE, f"estimate_loss(model, data, 4, 8, {iters}) raised TypeError: {error}",
+             cause="your estimate_loss's generator is not optional (the contract's default is None)")
+    if isinstance(got, torch.Tensor) or not isinstance(got, (float, int)) or not math.isfinite(got):
+        fail(MODULE, f"estimate_loss(model, data, 4, 8, {iters}) without a generator returned {got!r}.",
+             cause="your estimate_loss does not return the mean loss as a Python float")
+
+
 def test_estimate_loss_runs_in_eval_mode():
     model, data, iters = estimate_case(training=True)
     first = call_estimate(model, data, iters, seed=10)
@@ -794,10 +826,10 @@ def test_estimate_loss_runs_in_eval_mode():
         return
     if not model.seen:
         fail(MODULE, "estimate_loss(model in train mode, ...): loss = model(x, y)[1] for each batch.",
-             cause="estimate_loss did not run the model")
+             cause="your estimate_loss did not run the model")
     second = call_estimate(make_model(dtype=torch.float32, dropout=0.3), data, iters, seed=10)
     fail(MODULE, f"Dropout 0.3 changed the loss ({first:.6g}, then {second:.6g} for the same batches).",
-         cause="estimate_loss ran the model in train mode: call model.eval() before the batches")
+         cause="your estimate_loss ran the model in train mode: call model.eval() before the batches")
 
 
 def test_estimate_loss_computes_no_gradients():
@@ -805,11 +837,11 @@ def test_estimate_loss_computes_no_gradients():
     call_estimate(model, data, iters, seed=11)
     if any(grad for _, _, grad in model.seen):
         fail(MODULE, "No autograd graph is needed to measure a loss, and it costs memory.",
-             cause="estimate_loss ran the model with gradients enabled: wrap the loop in torch.no_grad()")
+             cause="your estimate_loss ran the model with gradients enabled: wrap the loop in torch.no_grad()")
     with_grad = [name for name, p in model.named_parameters() if p.grad is not None]
     if with_grad:
         fail(MODULE, f"{with_grad[0]} has a gradient after estimate_loss; it only measures: no backward.",
-             cause="estimate_loss left gradients in the model's parameters")
+             cause="your estimate_loss left gradients in the model's parameters")
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["from-train", "from-eval"])
@@ -820,7 +852,7 @@ def test_estimate_loss_restores_the_previous_mode(training):
     if modes != {training}:
         now = "train" if model.training else "eval"
         fail(MODULE, "was_training = model.training, ..., model.train(was_training).",
-             cause=f"estimate_loss left a model that came in {'train' if training else 'eval'} mode in {now} mode: "
+             cause=f"your estimate_loss left a model that came in {'train' if training else 'eval'} mode in {now} mode: "
                    f"restore the mode it came in")
 
 
@@ -866,4 +898,4 @@ def test_clip_grad_norm_returns_a_tensor():
     if not isinstance(norm, torch.Tensor):
         fail(MODULE, f"clip_grad_norm([p], 1.0) returned {norm!r}: return the norm as a 0-d Tensor, as "
                      f"torch.nn.utils.clip_grad_norm_ does (no .item()).",
-             cause=f"clip_grad_norm returned a {type(norm).__name__}, not a Tensor")
+             cause=f"your clip_grad_norm returned a {type(norm).__name__}, not a Tensor")

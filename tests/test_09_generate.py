@@ -138,17 +138,17 @@ def softmax_over(z, keep):
 
 def check_tokens(out, batch, vocab, what):
     if not isinstance(out, torch.Tensor):
-        fail(MODULE, f"{what} returned {type(out).__name__}.", cause="sample_next_token does not return a tensor")
+        fail(MODULE, f"{what} returned {type(out).__name__}.", cause="your sample_next_token does not return a tensor")
     if tuple(out.shape) != (batch, 1):
         hint = " Keep the last dim: argmax(dim=-1, keepdim=True), torch.multinomial(probs, 1)." if out.numel() == batch else ""
         fail(MODULE, f"{what} returned shape {tuple(out.shape)}.{hint}",
-             cause=f"sample_next_token's output is not (B, 1) = ({batch}, 1)")
+             cause=f"your sample_next_token's output is not (B, 1) = ({batch}, 1)")
     if out.dtype != torch.int64:
         fail(MODULE, f"{what} returned dtype {str(out.dtype)[6:]}.",
-             cause="sample_next_token's token ids are not int64 (torch.long)")
+             cause="your sample_next_token's token ids are not int64 (torch.long)")
     if out.numel() and (out.min() < 0 or out.max() >= vocab):
         fail(MODULE, f"{what} returned ids from {int(out.min())} to {int(out.max())}.",
-             cause=f"sample_next_token returned token ids outside 0..{vocab - 1}")
+             cause=f"your sample_next_token returned token ids outside 0..{vocab - 1}")
 
 
 def draw(rows=ROWS, n=N, seed=0, cause=None, **settings):
@@ -246,8 +246,9 @@ def test_temperature_zero_is_argmax(settings):
 
 
 def test_returns_b_by_1_int64():
+    # every option left at its default (temperature 1.0, top_k None, top_p None, generator None)
     logits = randn(5, 11, seed=2)
-    out = call(mine().sample_next_token, logits, generator=seeded(3))
+    out = call(mine().sample_next_token, logits)
     check_tokens(out, 5, 11, "sample_next_token(logits (5, 11))")
 
 
@@ -263,20 +264,20 @@ def test_does_not_modify_logits(settings):
         fail(MODULE, f"sample_next_token({settings_text(settings)}, logits (6, 8)): work on a new tensor: "
                      f"logits / temperature and masked_fill (not masked_fill_, /=, or logits[...] = -inf) make one. "
                      f"Note that .float() of a float32 tensor is the same tensor.",
-             cause="sample_next_token modified the logits it was given in place")
+             cause="your sample_next_token modified the logits it was given in place")
 
 
 def test_same_generator_seed_gives_same_draws():
     logits = ROWS.repeat(500, 1)
     settings = dict(temperature=0.8, top_k=6, top_p=0.9)
-    first = call(mine().sample_next_token, logits, generator=seeded(7), **settings)
-    second = call(mine().sample_next_token, logits, generator=seeded(7), **settings)
+    first = call(mine().sample_next_token, logits.clone(), generator=seeded(7), **settings)
+    second = call(mine().sample_next_token, logits.clone(), generator=seeded(7), **settings)
     check_tokens(first, 1000, V, "sample_next_token")
     if not torch.equal(first, second):
         fail(MODULE, f"sample_next_token({settings_text(settings)}) on logits (1000, {V}), twice with generators "
                      f"seeded 7, gave different tokens. Pass generator=generator to the draw "
                      f"(torch.multinomial(probs, 1, generator=generator)).",
-             cause="sample_next_token does not draw from the generator it is given")
+             cause="your sample_next_token does not draw from the generator it is given")
 
 
 def test_samples_from_the_softmax():
@@ -374,7 +375,7 @@ def generate(model, idx, max_new_tokens, **kwargs):
     except ValueError as error:
         if "block_size" in str(error):
             fail(MODULE, f"generate(model, idx {tuple(idx.shape)}, {max_new_tokens}): the model said: {error}",
-                 cause=f"generate fed the model more than block_size = {model.config.block_size} tokens (no context "
+                 cause=f"your generate fed the model more than block_size = {model.config.block_size} tokens (no context "
                        f"crop): crop the context to the last block_size tokens, idx[:, -block_size:], before each "
                        f"forward")
         raise
@@ -383,15 +384,15 @@ def generate(model, idx, max_new_tokens, **kwargs):
 def check_generated(out, idx, max_new_tokens, what):
     B, T = idx.shape
     if not isinstance(out, torch.Tensor):
-        fail(MODULE, f"{what} returned {type(out).__name__}.", cause="generate does not return a tensor")
+        fail(MODULE, f"{what} returned {type(out).__name__}.", cause="your generate does not return a tensor")
     if tuple(out.shape) != (B, T + max_new_tokens):
         fail(MODULE, f"{what} returned shape {tuple(out.shape)}: the prompt followed by the new tokens.",
-             cause=f"generate's output is not (B, T + max_new_tokens) = ({B}, {T + max_new_tokens})")
+             cause=f"your generate's output is not (B, T + max_new_tokens) = ({B}, {T + max_new_tokens})")
     if out.dtype != torch.int64:
-        fail(MODULE, f"{what} returned dtype {str(out.dtype)[6:]}.", cause="generate's token ids are not int64")
+        fail(MODULE, f"{what} returned dtype {str(out.dtype)[6:]}.", cause="your generate's token ids are not int64")
     if not torch.equal(out[:, :T], idx):
         fail(MODULE, f"{what}: return torch.cat((idx, new tokens), dim=1).",
-             cause="generate's output does not start with the prompt")
+             cause="your generate's output does not start with the prompt")
 
 
 def expect_greedy(out, want, what, likely=(), hint=None, otherwise=None):
@@ -436,7 +437,7 @@ def test_generate_does_not_modify_the_prompt():
     generate(model, idx, 3, generator=seeded(33))
     if not torch.equal(idx, before):
         fail(MODULE, "generate(model, idx (2, 4), 3): build the output with torch.cat, a new tensor.",
-             cause="generate modified the prompt idx in place")
+             cause="your generate modified the prompt idx in place")
 
 
 def test_generate_greedy_matches_a_written_out_loop():
@@ -522,8 +523,42 @@ def test_generate_samples_the_next_token_with_temperature_and_top_k():
         ("the token is drawn from the logits of the first position; it comes from the last, logits[:, -1, :]",
          expected_probs(ROWS[1], **settings)),
     ]
+    sampler = sampler_problem(settings, n)
+    if sampler:
+        fail(MODULE, text, cause=sampler)
     found = [sentence for sentence, probs in candidates if problems(counts, n, probs[None]) is None]
     fail(MODULE, text, cause="; or ".join(found) or None, looks_like=True)
+
+
+def sampler_problem(settings, n):
+    """If your sample_next_token alone, with these settings on ROWS[0], is off: the sentence saying so (with its
+    known mistake when one matches); None when it is right, so that what remains is generate's own part."""
+    logits = ROWS[:1].repeat_interleave(n, dim=0)
+    out = call(mine().sample_next_token, logits, generator=seeded(46), **settings)
+    counts = torch.bincount(out[:, 0], minlength=V).double()[None]
+    if problems(counts, n, expected_probs(ROWS[0], **settings)[None]) is None:
+        return None
+    mistake = matching_mistakes(counts, settings, rows=ROWS[:1], n=n)
+    return (f"your sample_next_token({settings_text(settings)}) alone is off on these logits"
+            + (f": {mistake}" if mistake else " (its own tests say how)"))
+
+
+def test_generate_defaults_sample_at_temperature_1():
+    # generate(model, idx, 1, generator=...) with temperature, top_k and top_p left at their defaults
+    # (1.0, None, None): the new token follows softmax(ROWS[0]).
+    n = 2 * N
+    idx = torch.zeros(n, 3, dtype=torch.long)
+    out = generate(FixedLogits(), idx, 1, generator=seeded(45))
+    check_generated(out, idx, 1, f"generate(idx ({n}, 3), 1)")
+    counts = torch.bincount(out[:, -1], minlength=V).double()[None]
+    problem = problems(counts, n, expected_probs(ROWS[0])[None])
+    if problem is None:
+        return
+    greedy_only = counts[0, int(ROWS[0].argmax())] == n
+    fail(MODULE, f"generate(..., max_new_tokens=1) with its defaults and the last position's logits "
+                 f"{rows_text(ROWS[:1])[1:-1]}: the new token's distribution is off: {problem}.",
+         cause=sampler_problem({}, n) or (
+             "your generate's default temperature is not 1.0: it decodes greedily" if greedy_only else None))
 
 
 def test_generate_same_generator_seed_gives_same_tokens():
@@ -534,7 +569,7 @@ def test_generate_same_generator_seed_gives_same_tokens():
     check_generated(first, idx, 6, "generate")
     if not torch.equal(first, second):
         fail(MODULE, "generate(model, idx (4, 3), 6, temperature=1.0) twice, with generators seeded 44: the tokens "
-                     "differ.", cause="generate does not pass its generator on to sample_next_token")
+                     "differ.", cause="your generate does not pass its generator on to sample_next_token")
 
 
 class Spy(nn.Module):
@@ -558,11 +593,11 @@ def test_generate_runs_without_gradients():
     check_generated(out, idx, 3, "generate")
     if not spy.calls:
         fail(MODULE, "generate(model, idx (2, 3), 3, temperature=0): logits, _ = model(context).",
-             cause="generate never called the model")
+             cause="your generate never called the model")
     if any(c["grad"] for c in spy.calls):
         fail(MODULE, "generate(model, idx (2, 3), 3, temperature=0): generation needs no backward pass, and the "
                      "graph costs memory.",
-             cause="generate ran the model with gradients enabled: wrap the loop in torch.no_grad()")
+             cause="your generate ran the model with gradients enabled: wrap the loop in torch.no_grad()")
 
 
 def test_generate_runs_in_eval_mode():
@@ -575,11 +610,17 @@ def test_generate_runs_in_eval_mode():
         torch.manual_seed(0)  # dropout draws from the global generator: keep the test repeatable
         out = generate(model, idx, 6, temperature=0.0)
     check_generated(out, idx, 6, "generate")
-    if not torch.equal(out, want):
-        fail(MODULE, f"generate(model in train mode with dropout 0.5, idx (3, 4), 6, temperature=0) gave "
-                     f"{out[:, 4:].tolist()}, greedy decoding in eval mode {want[:, 4:].tolist()}: call model.eval() "
-                     f"before generating, and restore the model's mode afterwards.",
-             cause="generate ran the model with dropout on: call model.eval() before generating")
+    if torch.equal(out, want):
+        return
+    if not torch.equal(generate(model.eval(), idx, 6, temperature=0.0), want):
+        fail(MODULE, "generate(temperature=0) is not greedy even on a model in eval mode "
+                     "(test_generate_greedy_matches_a_written_out_loop says how), so this test cannot tell whether "
+                     "it switches a model in train mode to eval mode.")
+    # your generate is greedy on a model in eval mode, but not on one in train mode: dropout was on
+    fail(MODULE, f"generate(model in train mode with dropout 0.5, idx (3, 4), 6, temperature=0) gave "
+                 f"{out[:, 4:].tolist()}, greedy decoding in eval mode {want[:, 4:].tolist()}: call model.eval() "
+                 f"before generating, and restore the model's mode afterwards.",
+         cause="your generate ran the model with dropout on: call model.eval() before generating")
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
@@ -592,9 +633,9 @@ def test_generate_restores_the_models_mode(mode):
     if wrong:
         if mode == "train":
             fail(MODULE, "Save was_training = model.training first and call model.train(was_training) at the end.",
-                 cause="generate left a model that was in train mode in eval mode (not restoring train mode)")
+                 cause="your generate left a model that was in train mode in eval mode (not restoring train mode)")
         fail(MODULE, "Restore the saved mode, model.train(was_training), rather than calling model.train().",
-             cause="generate put a model that was in eval mode into train mode")
+             cause="your generate put a model that was in eval mode into train mode")
 
 
 @pytest.mark.hf

@@ -189,7 +189,7 @@ def wrong_targets(run):
     the loss GPT.forward computes from its logits (both checked directly)."""
     x, y = learner("train").get_batch(run.data, 4, BLOCK_SIZE, generator=torch.Generator().manual_seed(7))
     if not torch.equal(y[:, :-1].cpu(), x[:, 1:].cpu()):
-        return ("get_batch's y is not x moved one token to the right (y[:, t] must be data[s + t + 1], the token "
+        return ("your get_batch's y is not x moved one token to the right (y[:, t] must be data[s + t + 1], the token "
                 "after x[:, t]), so the model was trained on other targets than the next token")
     model = run.model.eval()
     with torch.no_grad(), one_thread():
@@ -219,7 +219,7 @@ def train_step_misreports(run):
     with one_thread():
         got = float(learner("train").train_step(model, optimizer, batches, grad_clip=1.0, lr=0.0))
     if abs(got - want) > 1e-4 * max(1.0, want):
-        return (f"train_step does not return the mean loss of its micro-batches (it returned {got:.4f} for two "
+        return (f"your train_step does not return the mean loss of its micro-batches (it returned {got:.4f} for two "
                 f"micro-batches whose mean loss is {want:.4f})")
     return None
 
@@ -334,18 +334,18 @@ def greedy_samples(run, n_prompts=8, prompt_len=2, new=BLOCK_SIZE + 8, seed=0):
     except ValueError as error:
         fail(MODULE, f"generate(model, idx {tuple(prompts.shape)}, max_new_tokens={new}, temperature=0) raised "
                      f"ValueError: {error}",
-             cause=f"generate feeds the model more than block_size={BLOCK_SIZE} tokens: crop the context to its "
+             cause=f"your generate feeds the model more than block_size={BLOCK_SIZE} tokens: crop the context to its "
                    f"last block_size tokens before each forward pass")
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (n_prompts, prompt_len + new):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         fail(MODULE, f"generate(model, idx {tuple(prompts.shape)}, max_new_tokens={new}) returned {got}; expected "
                      f"{(n_prompts, prompt_len + new)}.",
-             cause="generate does not return the prompt followed by the new tokens")
+             cause="your generate does not return the prompt followed by the new tokens")
     if not torch.equal(out[:, :prompt_len].cpu(), prompts):
         fail(MODULE, f"generate(model, idx {tuple(prompts.shape)}, max_new_tokens={new}): the first {prompt_len} "
                      f"tokens of each row are {out[:2, :prompt_len].tolist()} ..., the prompts "
                      f"{prompts[:2].tolist()} ....",
-             cause="generate does not return the prompt unchanged, followed by the new tokens")
+             cause="your generate does not return the prompt unchanged, followed by the new tokens")
     return out.cpu()
 
 

@@ -310,7 +310,7 @@ MUTANTS = [
         "06-llama-rope-theta-ignored", "gpt",
         "rope_theta is not read; rope_base stays 10000.",
         (("rope_base=float(rope_base),", "rope_base=10000.0,"),),
-        ("rope_theta is ignored",),
+        ("rope_base", "rope_theta"),
     ),
     Mutant(
         "06-llama-eps-not-mapped", "gpt",

@@ -227,4 +227,11 @@ MUTANTS = [
           "get_batch(data, batch_size, block_size, device=device)"),),
         ("generator",),
     ),
+    Mutant(
+        "08-estimate-generator-required", "train",
+        "estimate_loss takes generator as a required argument.",
+        (("def estimate_loss(model, data, batch_size, block_size, iters, generator=None):",
+          "def estimate_loss(model, data, batch_size, block_size, iters, generator):"),),
+        ("not optional",),
+    ),
 ]

@@ -179,4 +179,10 @@ MUTANTS = [
         ((STEP, "next_token = sample_next_token(logits[:, -1, :] / max(temperature, 1e-8), temperature, top_k, top_p, generator)"),),
         ("applied twice",),
     ),
+    Mutant(
+        "09-generate-default-greedy", "generate",
+        "generate's temperature defaults to 0, so it decodes greedily unless asked to sample.",
+        (("def generate(model, idx, max_new_tokens, temperature=1.0,", "def generate(model, idx, max_new_tokens, temperature=0.0,"),),
+        ("default temperature",),
+    ),
 ]

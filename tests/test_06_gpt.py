@@ -351,7 +351,7 @@ def test_logits_do_not_depend_on_later_tokens(name):
     if before.shape[:2] != idx.shape:
         fail(MODULE, f"GPT({describe(ref.config)})(idx {tuple(idx.shape)}) returned logits of shape "
                      f"{tuple(before.shape)}.",
-             cause="forward returns only the last position's logits (nanoGPT's shortcut for generation); it returns "
+             cause="your forward returns only the last position's logits (nanoGPT's shortcut for generation); it returns "
                    "logits for all T positions" if before.shape[1] == 1 else "forward's logits are not (B, T, V)")
     if not torch.allclose(before[:, :6], after[:, :6], atol=1e-5, rtol=1e-5):
         fail(MODULE, f"GPT({describe(ref.config)}): changing the tokens at positions 6 and later changed the logits "
@@ -775,7 +775,8 @@ def expect_reproduces(model, hf_model, idx, what, likely=(), hint=None):
     want_config = reference(MODULE).GPT.from_hf(hf_model).config
     config = getattr(model, "config", None)
     if config is not None:
-        found = config_cause(config, want_config) or structure_cause(config) or tying_cause(model, config.tie_embeddings)
+        found = (config_cause(config, want_config) or structure_cause(config)
+                 or tying_cause(model, config.tie_embeddings))
         if found:
             fail(MODULE, text, cause=found)
     expect_close(logits, want, f"GPT.from_hf({what}) against Hugging Face", module=MODULE, inputs=dict(idx=idx),
@@ -1054,7 +1055,8 @@ def test_from_hf_gives_float32_on_the_hf_device(family, dtype, device):
     if not all(p.dtype == torch.float32 for p in model.parameters()):
         fail(MODULE, f"GPT.from_hf of a {str(dtype)[6:]} {family} model has parameters of dtype "
                      f"{sorted({str(p.dtype)[6:] for p in model.parameters()})}: build the GPT in float32, then load "
-                     f"the weights.", cause="GPT.from_hf's model is not float32 whatever the Hugging Face model's dtype")
+                     f"the weights.",
+             cause="GPT.from_hf's model is not float32 whatever the Hugging Face model's dtype")
     expect_reproduces(model, reference_copy.to(device), idx, f"{str(dtype)[6:]} {family} on {device}")
 
 
@@ -1223,5 +1225,5 @@ def test_from_hf_llama_maps_max_position_embeddings_to_block_size():
     block_size = model.config.block_size
     fail(MODULE, f"GPT.from_hf(a LlamaForCausalLM with max_position_embeddings=12) accepted 13 tokens; its config "
                  f"has block_size={block_size}.",
-         cause="your from_hf does not map max_position_embeddings to block_size (as n_positions for GPT-2)" if block_size != 12
-         else "forward does not refuse a sequence longer than block_size")
+         cause=("your from_hf does not map max_position_embeddings to block_size (as n_positions for GPT-2)"
+                if block_size != 12 else "your forward does not refuse a sequence longer than block_size"))

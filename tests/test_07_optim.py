@@ -63,7 +63,7 @@ class Scenario:
     grads: object = None  # (step, i) -> True (a gradient) / False (grad None); None: always a gradient
     lr_changes: dict = field(default_factory=dict)  # {step: {group index: new lr}} written before that step
     steps: int = STEPS
-    isolates: str = ""  # what this scenario tests, said when the learner's AdamW leaves torch's and no known mistake matches
+    isolates: str = ""  # what this scenario tests: said when the learner's AdamW leaves torch's and no mistake matches
 
     def initial(self):
         return [randn(*s, seed=10 + i, dtype=self.dtype) for i, s in enumerate(SHAPES)]

@@ -95,7 +95,8 @@ def check_batch(batch, tokens, batch_size, block_size, device, what):
     x, y = batch
     for name, t in (("x", x), ("y", y)):
         if not isinstance(t, torch.Tensor):
-            fail(MODULE, f"{what}: {name} is a {type(t).__name__}.", cause="your get_batch does not return torch tensors")
+            fail(MODULE, f"{what}: {name} is a {type(t).__name__}.",
+                 cause="your get_batch does not return torch tensors")
         if tuple(t.shape) != (batch_size, block_size):
             extra = " (a window has block_size + 1 tokens: x = window[:-1], y = window[1:])" \
                 if t.shape[-1:] == (block_size + 1,) else ""
@@ -103,7 +104,8 @@ def check_batch(batch, tokens, batch_size, block_size, device, what):
                  cause=f"your get_batch's {name} is not (batch_size, block_size) = {(batch_size, block_size)}")
         if t.dtype != torch.int64:
             fail(MODULE, f"{what}: {name} has dtype {str(t.dtype)[6:]}; convert with .long() or np.int64.",
-                 cause="your get_batch's tokens are not int64 (the dtype of token ids for nn.Embedding and cross_entropy)")
+                 cause="your get_batch's tokens are not int64 (the dtype of token ids for nn.Embedding and "
+                       "cross_entropy)")
         if t.device.type != torch.device(device).type:
             fail(MODULE, f"{what}: {name} is on {t.device}, expected device={device!r}: .to(device).",
                  cause="your get_batch does not move the batch to the device it is given")
@@ -852,7 +854,8 @@ def test_estimate_loss_restores_the_previous_mode(training):
     if modes != {training}:
         now = "train" if model.training else "eval"
         fail(MODULE, "was_training = model.training, ..., model.train(was_training).",
-             cause=f"your estimate_loss left a model that came in {'train' if training else 'eval'} mode in {now} mode: "
+             cause=f"your estimate_loss left a model that came in {'train' if training else 'eval'} mode in {now} "
+                   f"mode: "
                    f"restore the mode it came in")
 
 

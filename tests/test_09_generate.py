@@ -8,7 +8,8 @@ in float64, by sorting). A count is accepted within 7 standard deviations (+2) o
 by the exact binomial tails a correct implementation lands outside with probability
 below 2e-8 per token (any p >= 0.0005), so below 1e-5 for this whole file. The kept set
 is checked exactly: a token outside it must never appear, and a kept token with
-N * p > 30 must appear.
+N * p > 30 must appear. A failed distribution names every known mistake whose
+distribution the counts fit (the settings are chosen so that few coincide).
 
 generate runs on the REFERENCE GPT (built directly or with GPT.from_hf), so this
 exercise does not depend on the learner's 06; with temperature 0 it must equal
@@ -375,8 +376,8 @@ def generate(model, idx, max_new_tokens, **kwargs):
     except ValueError as error:
         if "block_size" in str(error):
             fail(MODULE, f"generate(model, idx {tuple(idx.shape)}, {max_new_tokens}): the model said: {error}",
-                 cause=f"your generate fed the model more than block_size = {model.config.block_size} tokens (no context "
-                       f"crop): crop the context to the last block_size tokens, idx[:, -block_size:], before each "
+                 cause=f"your generate fed the model more than block_size = {model.config.block_size} tokens (no "
+                       f"context crop): crop the context to the last block_size tokens, idx[:, -block_size:], before each "
                        f"forward")
         raise
 

@@ -13,7 +13,12 @@ possible loss, its entropy rate H, is known exactly (about 0.62 nats/token).
     (d) greedy samples follow the corpus's rules (which character may follow which).
 
 The model is trained once per run of this file (a module fixture); each test
-reads the result.
+reads the result. A failure names a cause only when a measurement establishes
+it: on the trained model (do its logits depend on earlier tokens, did its
+parameters move), or on your functions alone (is get_batch's y shifted, is the
+loss the cross-entropy of the logits, does train_step report the mean loss,
+does generate equal greedy decoding written out here or a known mistake of
+it). Otherwise it says what was measured and where to look.
 """
 
 import contextlib
@@ -263,7 +268,7 @@ def test_loss_falls_to_the_entropy(run):
     if upstream:
         fail(MODULE, text + " Training starts from the fresh model: fix test_initial_loss_is_about_ln_vocab first.",
              cause=f"{upstream}; training from there did not reach the entropy")
-    if math.isfinite(late) and late < run.final - 0.3:
+    if math.isfinite(late) and late < run.final - 0.3 and late < run.initial - 0.5:
         cause = wrong_targets(run) or train_step_misreports(run) or (
             f"your GPT learned to predict something other than the next token: the loss train_step reports fell "
             f"to {late:.3f}, but the next token of held-out text is predicted with loss {run.final:.3f}")
@@ -364,6 +369,9 @@ def written_out_greedy(model, prompts, new, position=-1, crop="last"):
 def generate_mistake(run, samples):
     """The known generate mistake whose output equals samples (every one that does), or None."""
     prompts, new = samples[:, :2], samples.size(1) - 2
+    right = written_out_greedy(run.model, prompts, new)
+    if torch.equal(samples, right):
+        return None  # generate is right; the model's own argmax breaks the rules
     found = []
     if torch.equal(samples, written_out_greedy(run.model, prompts, new, position=0)):
         found.append("generate takes the logits of the first position; the next token comes from the last, "
@@ -374,7 +382,7 @@ def generate_mistake(run, samples):
     if not found and not torch.equal(samples, greedy_samples(run, seed=1)):
         found.append("with temperature 0 generate samples instead of taking the argmax (two runs gave different "
                      "tokens): pass the temperature on to sample_next_token, which returns the argmax for 0")
-    return "; and ".join(found) or None
+    return "; or ".join(found) or None
 
 
 def learned_note(run):

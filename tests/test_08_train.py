@@ -313,6 +313,9 @@ def grad_mistakes(params, max_norm):
          cat([g * total / max_norm for g in grads])),
         ("the gradients below max_norm were scaled up; clip only when total > max_norm (the factor is at most 1)",
          cat([g * max_norm / (total + 1e-6) for g in grads])),
+    ] + [  # clipping right, but by a wrong global norm: the norm's own mistake names it
+        (sentence, cat([g * min(1.0, max_norm / (float(wrong) + 1e-6)) for g in grads]))
+        for sentence, wrong in norm_mistakes(params, max_norm)[1:]
     ]
 
 

@@ -514,10 +514,13 @@ def test_init_weights_resets_every_parameter(name):
         model.init_weights()
     kept = [k for k, v in model.named_parameters() if torch.equal(v.detach(), before[k])]
     if kept:
-        embedding = any(k.endswith(("wte.weight", "wpe.weight")) for k in kept)
+        first = kept[0]
+        what = (" (for an embedding, nn.Embedding's default N(0, 1) after GPT(config))"
+                if first.endswith(("wte.weight", "wpe.weight")) else
+                ", so the bias is not zero (init_weights sets every bias to 0)" if first.endswith(".bias") else
+                ", so the norm weight is not all ones" if dict(model.named_parameters())[first].dim() == 1 else "")
         fail(MODULE, f"model.init_weights() on perturbed weights ({name}) left {', '.join(kept[:4])} as they were.",
-             cause=f"init_weights does not re-initialise {kept[0]}: it keeps the value it had"
-                   + (" (for an embedding, nn.Embedding's default N(0, 1) after GPT(config))" if embedding else ""))
+             cause=f"init_weights does not re-initialise {first}: it keeps the value it had{what}")
     expect_initialised(model, config, f"after model.init_weights() on perturbed weights ({name})")
 
 

@@ -390,7 +390,10 @@ def test_adamw_step_with_closure_uses_its_gradients():
 
 
 def test_adamw_is_a_torch_optimizer():
-    opt = run(mine().AdamW, [nn.Parameter(torch.zeros(3))])
+    p = nn.Parameter(torch.zeros(3))
+    opt = run(mine().AdamW, [p])
+    p.grad = torch.ones(3)
+    run(opt.step)  # an unwritten step stops here: not started
     if not isinstance(opt, torch.optim.Optimizer):
         fail(MODULE, f"AdamW(params) is a {type(opt).__name__} with bases "
                      f"{[c.__name__ for c in type(opt).__mro__[1:]]}.",

@@ -753,11 +753,13 @@ def test_train_step_puts_the_model_in_train_mode():
         fail(MODULE, "train_step on 2 micro-batches: _, loss = model(x, y) for each.",
              cause="your train_step did not run the model on the micro-batches")
     if not all(training and drop for training, drop, _ in case.model.seen):
-        fail(MODULE, "The model came in eval mode, as after estimate_loss: call model.train() before the "
-                     "micro-batches, so that dropout is active while training.",
+        fail(MODULE, "train_step(model in eval mode, optimizer, 2 micro-batches): the model came in eval mode, as "
+                     "after estimate_loss; call model.train() before the micro-batches, so that dropout is active "
+                     "while training.",
              cause="your train_step ran the model in eval mode")
     if not all(m.training for m in case.model.modules()):
-        fail(MODULE, "model.train() sets every submodule.", cause="after train_step the model is not in train mode")
+        fail(MODULE, "train_step(model in eval mode, optimizer, 2 micro-batches): model.train() sets every "
+                     "submodule.", cause="after your train_step the model is not in train mode")
 
 
 # --- estimate_loss --------------------------------------------------------------------------------------------
@@ -833,7 +835,8 @@ def test_estimate_loss_runs_in_eval_mode():
         fail(MODULE, "estimate_loss(model in train mode, ...): loss = model(x, y)[1] for each batch.",
              cause="your estimate_loss did not run the model")
     second = call_estimate(make_model(dtype=torch.float32, dropout=0.3), data, iters, seed=10)
-    fail(MODULE, f"Dropout 0.3 changed the loss ({first:.6g}, then {second:.6g} for the same batches).",
+    fail(MODULE, f"estimate_loss(model in train mode with dropout 0.3, data, 4, 8, 3, generator): dropout changed "
+                 f"the loss ({first:.6g}, then {second:.6g} for the same batches).",
          cause="your estimate_loss ran the model in train mode: call model.eval() before the batches")
 
 
@@ -841,11 +844,13 @@ def test_estimate_loss_computes_no_gradients():
     model, data, iters = estimate_case(training=False)
     call_estimate(model, data, iters, seed=11)
     if any(grad for _, _, grad in model.seen):
-        fail(MODULE, "No autograd graph is needed to measure a loss, and it costs memory.",
+        fail(MODULE, "estimate_loss(model, data, 4, 8, 3, generator): no autograd graph is needed to measure a "
+                     "loss, and it costs memory.",
              cause="your estimate_loss ran the model with gradients enabled: wrap the loop in torch.no_grad()")
     with_grad = [name for name, p in model.named_parameters() if p.grad is not None]
     if with_grad:
-        fail(MODULE, f"{with_grad[0]} has a gradient after estimate_loss; it only measures: no backward.",
+        fail(MODULE, f"estimate_loss(model, data, 4, 8, 3, generator): {with_grad[0]} has a gradient after it; "
+                     f"it only measures: no backward.",
              cause="your estimate_loss left gradients in the model's parameters")
 
 
@@ -856,7 +861,8 @@ def test_estimate_loss_restores_the_previous_mode(training):
     modes = {m.training for m in model.modules()}
     if modes != {training}:
         now = "train" if model.training else "eval"
-        fail(MODULE, "was_training = model.training, ..., model.train(was_training).",
+        fail(MODULE, f"estimate_loss(model in {'train' if training else 'eval'} mode, data, 4, 8, 3, generator): "
+                     f"was_training = model.training, ..., model.train(was_training).",
              cause=f"your estimate_loss left a model that came in {'train' if training else 'eval'} mode in {now} "
                    f"mode: "
                    f"restore the mode it came in")
@@ -875,12 +881,21 @@ def test_clip_grad_norm_accepts_a_single_tensor():
     try:
         listed_norm = as_norm(run(mine().clip_grad_norm, [listed], 1.0), "clip_grad_norm([p], 1.0)")
         as_list_ok = _close(listed_norm, want_norm) and _close(listed.grad, want.grad)
+    except NotImplementedError as error:
+        if TODO.match(str(error)):
+            raise  # an untouched TODO: "not started"
+        as_list_ok = False
     except Exception:  # noqa: BLE001  the list form is tested elsewhere; here it only tells the cause apart
         as_list_ok = False
     single = ("a single Tensor is not handled as one parameter: clip_grad_norm([p], 1.0) is right but "
               "clip_grad_norm(p, 1.0) is not; wrap a Tensor in a list first (iterating a Tensor gives its rows)")
     try:
         norm = run(mine().clip_grad_norm, p, 1.0)
+    except NotImplementedError as error:
+        if TODO.match(str(error)):
+            raise
+        fail(MODULE, f"clip_grad_norm(p, 1.0) for one Tensor p raised NotImplementedError: {error}",
+             cause=single if as_list_ok else None)
     except Exception as error:  # noqa: BLE001
         fail(MODULE, f"clip_grad_norm(p, 1.0) for one Tensor p raised {type(error).__name__}: {error}",
              cause=single if as_list_ok else None)

@@ -633,9 +633,11 @@ def test_generate_restores_the_models_mode(mode):
     wrong = [name or "the model" for name, m in model.named_modules() if m.training != (mode == "train")]
     if wrong:
         if mode == "train":
-            fail(MODULE, "Save was_training = model.training first and call model.train(was_training) at the end.",
+            fail(MODULE, "generate(model in train mode, idx (2, 3), 2, temperature=0): save was_training = "
+                         "model.training first and call model.train(was_training) at the end.",
                  cause="your generate left a model that was in train mode in eval mode (not restoring train mode)")
-        fail(MODULE, "Restore the saved mode, model.train(was_training), rather than calling model.train().",
+        fail(MODULE, "generate(model in eval mode, idx (2, 3), 2, temperature=0): restore the saved mode, "
+                     "model.train(was_training), rather than calling model.train().",
              cause="your generate put a model that was in eval mode into train mode")
 
 

@@ -795,6 +795,13 @@ def test_estimate_loss_is_the_mean_loss_of_its_batches():
     if isinstance(got, torch.Tensor) or not isinstance(got, (float, int)):
         fail(MODULE, f"estimate_loss returned {type(got).__name__} {got!r}.",
              cause="your estimate_loss does not return the mean loss as a Python float")
+    text = f"estimate_loss(model, data, batch_size=4, block_size=8, iters={iters}, generator) = {got!r}"
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    first, again = (mine().get_batch(data, 4, 8, generator=g) for g in (g1, g2))
+    if not all(torch.equal(a, b) for a, b in zip(first, again)):
+        fail(MODULE, f"{text}; the batches it draws cannot be rebuilt here.",
+             cause="your get_batch does not draw from the generator it is given (see the get_batch tests), so "
+                   "estimate_loss's batches cannot be repeated")
     losses = rebuilt_losses(model, data, iters, seed=9)
     want = sum(losses) / iters
     candidates = [("the sum of the batch losses; return their mean", sum(losses)),
@@ -803,14 +810,14 @@ def test_estimate_loss_is_the_mean_loss_of_its_batches():
                   ("the mean over iters - 1 batches; average all iters of them", sum(losses[:-1]) / (iters - 1))]
     if not math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-6):
         found = [s for s, value in candidates if math.isclose(got, value, rel_tol=1e-5, abs_tol=1e-6)]
-        if not found:
-            again = call_estimate(model, data, iters, seed=9)
-            if not math.isclose(got, again, rel_tol=1e-9):
-                found = [f"estimate_loss does not draw its batches from the generator it is given (two calls with "
-                         f"generators seeded alike gave {got!r} and {again!r}): get_batch(data, batch_size, "
-                         f"block_size, generator=generator)"]
-        fail(MODULE, f"estimate_loss(model, data, batch_size=4, block_size=8, iters={iters}, generator) = {got!r}; "
-                     f"the mean loss of the {iters} batches your get_batch draws with that generator is {want!r}.",
+        repeat = call_estimate(model, data, iters, seed=9)
+        if not found and not math.isclose(got, repeat, rel_tol=1e-9):
+            found = ["your estimate_loss does not pass its generator on to get_batch (two calls with generators "
+                     "seeded alike gave different losses): get_batch(data, batch_size, block_size, "
+                     "generator=generator)"]
+        fail(MODULE, f"{text}; the mean loss of the {iters} batches your get_batch draws with that generator is "
+                     f"{want!r}" + ("" if math.isclose(got, repeat, rel_tol=1e-9) else f", and a second call gave "
+                                                                                      f"{repeat!r}") + ".",
              cause=found[0] if found else None, looks_like=True)
 
 

@@ -63,6 +63,7 @@ class Scenario:
     grads: object = None  # (step, i) -> True (a gradient) / False (grad None); None: always a gradient
     lr_changes: dict = field(default_factory=dict)  # {step: {group index: new lr}} written before that step
     steps: int = STEPS
+    isolates: str = ""  # what this scenario tests: said when the learner's AdamW leaves torch's and no mistake matches
 
     def initial(self):
         return [randn(*s, seed=10 + i, dtype=self.dtype) for i, s in enumerate(SHAPES)]
@@ -209,103 +210,200 @@ MISTAKES = [
 ]
 
 
-def compare_with_torch(sc, what):
+def first_difference(history, want, sc):
+    """The first step (0-based) at which history leaves want, or None when they agree throughout."""
+    atol, rtol = tolerance_for(sc)
+    for step, (got, expected) in enumerate(zip(history, want)):
+        if not (got.shape == expected.shape and torch.allclose(got.double(), expected.double(), atol=atol, rtol=rtol)):
+            return step
+    return None
+
+
+def tolerance_for(sc):
+    return (1e-6, 0.0) if sc.dtype == torch.float64 else TOLERANCE[sc.dtype]
+
+
+def compare_with_torch(sc, what, history=None):
     """Fail at the first step where the learner's parameters leave torch.optim.AdamW's."""
-    mine_, want = learner_history(sc), torch_history(sc)
-    atol, rtol = (1e-6, 0.0) if sc.dtype == torch.float64 else TOLERANCE[sc.dtype]
-    for step, (got, expected) in enumerate(zip(mine_, want)):
-        if got.shape == expected.shape and torch.allclose(got.double(), expected.double(), atol=atol, rtol=rtol):
-            continue
-        likely = [(sentence, lambda m=m, s=step: simulate(sc, m)[s]) for sentence, m in MISTAKES]
-        expect_close(got, expected, f"{what}: {sc.describe()}, all parameters flattened, after step {step + 1}",
-                     module=MODULE, atol=atol, rtol=rtol, likely=likely,
-                     hint="Compare your step with the formulas in the module docstring, one line at a time.")
+    mine_, want = history if history is not None else learner_history(sc), torch_history(sc)
+    step = first_difference(mine_, want, sc)
+    if step is None:
+        return mine_
+    atol, rtol = tolerance_for(sc)
+    likely = [(sentence, lambda m=m, s=step: simulate(sc, m)[s]) for sentence, m in MISTAKES]
+    expect_close(mine_[step], want[step], f"{what}: {sc.describe()}, all parameters flattened, after step {step + 1}",
+                 module=MODULE, atol=atol, rtol=rtol, likely=likely,
+                 hint=f"This scenario isolates {sc.isolates}." if sc.isolates else None)
     return mine_
 
 
+def explicit(**settings):
+    """Every AdamW setting passed explicitly (the defaults' values unless given): only the defaults test relies
+    on the defaults, so a wrong default is named there and nowhere else."""
+    return {**DEFAULTS, **settings}
+
+
 def test_adamw_defaults_match_torch():
-    compare_with_torch(Scenario(), "AdamW with its defaults vs torch.optim.AdamW")
+    # Each default moves the trajectory far past atol=1e-6 when wrong: lr 1e-3 and weight_decay 0.01 change every
+    # step by ~1e-3 and ~1e-5; the gradients reach down to 1e-6, where eps=1e-8 and beta2=0.999 matter.
+    sc = Scenario(isolates="AdamW's defaults (lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01) and "
+                           "the update itself")
+    history, want = learner_history(sc), torch_history(sc)
+    if first_difference(history, want, sc) is not None:
+        spelled = Scenario(kwargs=explicit())
+        if first_difference(learner_history(spelled), torch_history(spelled), spelled) is None:
+            opt = run(mine().AdamW, [nn.Parameter(torch.zeros(2))])
+            defaults = getattr(opt, "defaults", {})
+            wrong = [f"{k}={defaults[k]!r} (expected {v!r})" for k, v in DEFAULTS.items()
+                     if k in defaults and _differs(defaults[k], v)]
+            fail(MODULE, "AdamW(params) steps differently from AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, "
+                         "weight_decay=0.01), which matches torch.optim.AdamW"
+                         + (f"; its defaults hold {', '.join(wrong)}." if wrong else "."),
+                         cause="AdamW's defaults are not the contract's (lr=1e-3, betas=(0.9, 0.999), eps=1e-8, "
+                               "weight_decay=0.01, as torch.optim.AdamW)")
+    compare_with_torch(sc, "AdamW with its defaults vs torch.optim.AdamW", history=history)
+
+
+def _differs(a, b):
+    try:
+        return tuple(a) != tuple(b) if isinstance(b, tuple) else float(a) != float(b)
+    except (TypeError, ValueError):
+        return True
 
 
 def test_adamw_custom_settings_match_torch():
     # A large lr and weight decay, so that the order of decay and update shows; a large eps.
-    sc = Scenario(kwargs=dict(lr=0.05, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.3))
+    sc = Scenario(kwargs=dict(lr=0.05, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.3),
+                  isolates="the settings passed to AdamW(...) (each far from its default) and the update itself")
     compare_with_torch(sc, "AdamW vs torch.optim.AdamW")
 
 
 def test_adamw_float32_matches_torch():
     # float32: two correct implementations round differently; atol 2e-5, rtol 1e-4 (harness.TOLERANCE) covers
     # 20 steps of a few roundings of parameters of size ~1 (each 6e-8); every mistake above is far larger.
-    sc = Scenario(kwargs=dict(lr=0.02, betas=(0.85, 0.99), weight_decay=0.1), dtype=torch.float32)
+    sc = Scenario(kwargs=dict(lr=0.02, betas=(0.85, 0.99), eps=1e-8, weight_decay=0.1), dtype=torch.float32,
+                  isolates="float32 parameters (the float64 scenarios check the formulas more tightly)")
     history = compare_with_torch(sc, "AdamW (float32) vs torch.optim.AdamW")
     if history[-1].dtype != torch.float32:
-        fail(MODULE, "AdamW changed float32 parameters to another dtype; keep m and v like p (torch.zeros_like(p)).")
+        fail(MODULE, f"After AdamW's steps the float32 parameters are {str(history[-1].dtype)[6:]}.",
+             cause="AdamW changed the dtype of float32 parameters; keep m and v like p (torch.zeros_like(p))")
 
 
 def test_adamw_uses_each_groups_settings():
     sc = Scenario(
-        kwargs=dict(lr=1e-3, weight_decay=0.05),
+        kwargs=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
         groups=[([0, 2], dict(lr=2e-2, weight_decay=0.2)),
                 ([1], dict(lr=5e-3, weight_decay=0.0, betas=(0.8, 0.99), eps=1e-6))],
+        isolates="the settings of each parameter group (lr, weight_decay, betas, eps), which differ from the "
+                 "optimizer's defaults",
     )
     compare_with_torch(sc, "AdamW with two parameter groups vs torch.optim.AdamW")
 
 
 def test_adamw_leaves_parameters_without_grad_alone():
-    sc = Scenario(kwargs=dict(lr=0.01, weight_decay=0.5), grads=lambda step, i: i != 1)
+    sc = Scenario(kwargs=explicit(lr=0.01, weight_decay=0.5), grads=lambda step, i: i != 1,
+                  isolates="a parameter whose grad is None at every step (the others as usual)")
     history = compare_with_torch(sc, "AdamW with one parameter whose grad is None")
     start, size = 12, 5  # parameter 1 (shape (5,)) sits after the 12 entries of parameter 0
     before = sc.initial()[1]
     after = history[-1][start:start + size]
     if not torch.equal(after, before):
-        fail(MODULE, "AdamW changed a parameter whose grad is None; skip it entirely (if p.grad is None: "
-                     "continue), weight decay included.")
+        fail(MODULE, f"After {sc.steps} steps it is {after.tolist()}, before {before.tolist()}.",
+             cause="AdamW changed a parameter whose grad is None; skip it entirely (if p.grad is None: continue), "
+                   "weight decay included")
 
 
 def test_adamw_counts_steps_per_parameter():
     # Parameter 2 gets its first gradient at step 6: its bias correction starts there (t = 1), as in torch.
-    sc = Scenario(kwargs=dict(lr=0.01), grads=lambda step, i: i != 2 or step >= 5)
+    sc = Scenario(kwargs=explicit(lr=0.01), grads=lambda step, i: i != 2 or step >= 5,
+                  isolates="the step count t of a parameter whose first gradient comes at step 6 (its bias "
+                           "correction starts from t = 1 there)")
     compare_with_torch(sc, "AdamW with a parameter that gets gradients from step 6 on")
 
 
 def test_adamw_reads_the_groups_lr_at_every_step():
-    sc = Scenario(kwargs=dict(lr=1e-2), lr_changes={5: {0: 5e-2}, 12: {0: 2e-4}})
+    sc = Scenario(kwargs=explicit(lr=1e-2), lr_changes={5: {0: 5e-2}, 12: {0: 2e-4}},
+                  isolates="a group['lr'] written between steps (as a learning-rate schedule does)")
     compare_with_torch(sc, "AdamW whose group['lr'] changes after steps 5 and 12")
 
 
-def test_adamw_step_with_closure_returns_its_loss():
-    target = randn(4, 3, seed=70, dtype=torch.float64)
+CLOSURE_TARGET = 70
 
-    def setup():
-        p = nn.Parameter(randn(4, 3, seed=71, dtype=torch.float64))
-        return p
 
-    def closure_for(opt, p, losses):
-        def closure():
-            opt.zero_grad()
-            loss = ((p - target) ** 2).sum()
-            loss.backward()
-            losses.append(loss)
-            return loss
-        return closure
-
-    p = setup()
-    opt = run(mine().AdamW, [p], lr=0.1)
+def closure_setup():
+    """A parameter and a closure that zeroes the grads, computes a loss, runs backward and records the loss."""
+    target = randn(4, 3, seed=CLOSURE_TARGET, dtype=torch.float64)
+    p = nn.Parameter(randn(4, 3, seed=71, dtype=torch.float64))
     losses = []
-    returned = run(opt.step, closure_for(opt, p, losses))
-    q = setup()
-    ref_opt = torch.optim.AdamW([q], lr=0.1)
-    ref_opt.step(closure_for(ref_opt, q, []))
+
+    def closure():
+        p.grad = None
+        loss = ((p - target) ** 2).sum()
+        loss.backward()
+        losses.append(loss)
+        return loss
+    return p, closure, losses
+
+
+def step_with_closure(p, closure):
+    """The learner's AdamW([p], lr=0.1).step(closure); a crash that shows the closure ran without grad is named."""
+    opt = run(mine().AdamW, [p], lr=0.1)
+    try:
+        return run(opt.step, closure)
+    except RuntimeError as error:
+        if "does not require grad" not in str(error):
+            raise
+        fail(MODULE, f"AdamW.step(closure) raised RuntimeError: {error}",
+             cause="the closure ran under step's torch.no_grad(), so its backward has no graph: call it inside "
+                   "with torch.enable_grad(): loss = closure()")
+
+
+def test_adamw_step_with_closure_returns_its_loss():
+    p, closure, losses = closure_setup()
+    returned = step_with_closure(p, closure)
     if not losses:
-        fail(MODULE, "AdamW.step(closure) did not call the closure.")
+        fail(MODULE, "AdamW([p], lr=0.1).step(closure) returned without calling it.",
+             cause="AdamW.step(closure) did not call the closure")
     if returned is not losses[0]:
-        fail(MODULE, f"AdamW.step(closure) returned {returned!r}, not the closure's loss: return loss at the end "
-                     f"of step (None when there is no closure).")
-    expect_close(p.detach(), q.detach(), "AdamW.step(closure): the parameter after the step", module=MODULE,
-                 atol=1e-6, rtol=0, hint="The step must use the gradients the closure computed.")
+        fail(MODULE, f"AdamW([p], lr=0.1).step(closure) returned {returned!r}; the closure returned "
+                     f"{losses[0]!r}.",
+             cause="AdamW.step(closure) did not return the closure's loss: return loss at the end of step (None "
+                   "when there is no closure)")
 
 
-def test_adamw_is_a_torch_optimizer_whose_state_dict_resumes():
+def test_adamw_step_with_closure_uses_its_gradients():
+    # Your own AdamW twice: step(closure), and step() after the same closure was called by hand. Whatever your
+    # update, the two must agree: this isolates when step calls the closure, not the update.
+    p, closure, _ = closure_setup()
+    step_with_closure(p, closure)
+    q, by_hand, _ = closure_setup()
+    opt = run(mine().AdamW, [q], lr=0.1)
+    by_hand()
+    run(opt.step)
+    if not torch.allclose(p.detach(), q.detach(), atol=1e-12, rtol=0, equal_nan=True):
+        moved = not torch.equal(p.detach(), randn(4, 3, seed=71, dtype=torch.float64))
+        fail(MODULE, f"AdamW([p], lr=0.1).step(closure) left p at {p.detach()[0].tolist()} (first row); "
+                     f"calling the closure first and then step() gives {q.detach()[0].tolist()}"
+                     + ("" if moved else " (step(closure) did not move p at all)") + ".",
+             cause="AdamW.step(closure) did not use the gradients the closure computed: call the closure first, "
+                   "then read p.grad")
+
+
+def test_adamw_is_a_torch_optimizer():
+    p = nn.Parameter(torch.zeros(3))
+    opt = run(mine().AdamW, [p])
+    p.grad = torch.ones(3)
+    run(opt.step)  # an unwritten step stops here: not started
+    if not isinstance(opt, torch.optim.Optimizer):
+        fail(MODULE, f"AdamW(params) is a {type(opt).__name__} with bases "
+                     f"{[c.__name__ for c in type(opt).__mro__[1:]]}.",
+             cause="AdamW is not a torch.optim.Optimizer: class AdamW(torch.optim.Optimizer), with "
+                   "super().__init__(params, defaults)")
+
+
+def test_adamw_state_dict_resumes_the_same_trajectory():
+    # Your own AdamW against itself: 6 steps in one go, or 3 steps, state_dict(), a new AdamW that loads it,
+    # 3 more. This isolates where the state lives, not the update.
     sc = Scenario(kwargs=dict(lr=0.02, weight_decay=0.1), steps=6)
     params = [nn.Parameter(t) for t in sc.initial()]
     opt = run(mine().AdamW, params, **sc.kwargs)
@@ -313,8 +411,6 @@ def test_adamw_is_a_torch_optimizer_whose_state_dict_resumes():
         for i, p in enumerate(params):
             p.grad = sc.grad(step, i)
         run(opt.step)
-    if not isinstance(opt, torch.optim.Optimizer):
-        fail(MODULE, "AdamW must be a torch.optim.Optimizer (class AdamW(torch.optim.Optimizer)).")
     saved = copy.deepcopy(opt.state_dict())
     clones = [nn.Parameter(p.detach().clone()) for p in params]
     resumed = run(mine().AdamW, clones, **sc.kwargs)
@@ -324,10 +420,12 @@ def test_adamw_is_a_torch_optimizer_whose_state_dict_resumes():
             p.grad, c.grad = sc.grad(step, i), sc.grad(step, i)
         run(opt.step)
         run(resumed.step)
-    expect_close(snapshot(clones), snapshot(params), "AdamW resumed from state_dict() after 3 steps, 3 steps later",
-                 module=MODULE, atol=1e-12, rtol=0,
-                 hint="Keep each parameter's state (step count, m, v) in self.state[p]: Optimizer.state_dict() "
-                      "saves exactly that, so a checkpoint resumes the same trajectory.")
+    if not torch.allclose(snapshot(clones), snapshot(params), atol=1e-12, rtol=0, equal_nan=True):
+        diff = (snapshot(clones) - snapshot(params)).abs().max().item()
+        fail(MODULE, f"AdamW({sc.describe()[6:-1]}): 3 steps, state_dict(), a new AdamW loads it, 3 more steps: "
+                     f"the parameters differ from 6 uninterrupted steps by up to {diff:.3g}.",
+             cause="AdamW keeps some of its state outside self.state[p] (or the param groups), so state_dict() does "
+                   "not save it: keep each parameter's step count, m and v in self.state[p]")
 
 
 # --- param_groups and configure_optimizers --------------------------------------------------------------------
@@ -370,16 +468,18 @@ def split_groups(groups, weight_decay, what):
     """The (decayed, not decayed) parameter lists of two groups told apart by their weight_decay."""
     groups = list(groups) if not isinstance(groups, dict) else [groups]
     if len(groups) != 2 or not all(isinstance(g, dict) and "params" in g for g in groups):
-        fail(MODULE, f"{what} returned {len(groups)} item(s); expected a list of two dicts, "
-                     f"{{'params': [...], 'weight_decay': ...}}: one decayed, one not.")
+        fail(MODULE, f"{what} gave {len(groups)} item(s); expected a list of two dicts, "
+                     f"{{'params': [...], 'weight_decay': ...}}: one decayed, one not.",
+             cause="the parameter groups are not two dicts with 'params' (one decayed, one not)")
     for g in groups:
         if "weight_decay" not in g:
-            fail(MODULE, f"{what}: a group has no 'weight_decay' key; give both groups one ({weight_decay} and "
-                         f"0.0), or the optimizer's default weight_decay applies to the group that must not decay.")
+            fail(MODULE, f"{what}: give both groups one ({weight_decay} and 0.0), or the optimizer's default "
+                         f"weight_decay applies to the group that must not decay.",
+                 cause="a parameter group has no 'weight_decay' key")
     decays = sorted(float(g["weight_decay"]) for g in groups)
     if decays != sorted([0.0, float(weight_decay)]):
-        fail(MODULE, f"{what}: the groups' weight_decay values are {decays}; expected {weight_decay} for the "
-                     f"parameters with dim >= 2 and 0.0 for the others.")
+        fail(MODULE, f"{what}: {weight_decay} for the parameters with dim >= 2 and 0.0 for the others.",
+             cause=f"the groups' weight_decay values are {decays}, not [0.0, {weight_decay}]")
     params = lambda g: [g["params"]] if isinstance(g["params"], torch.Tensor) else list(g["params"])  # noqa: E731
     decayed = next(g for g in groups if float(g["weight_decay"]) == float(weight_decay))
     other = next(g for g in groups if g is not decayed)
@@ -390,6 +490,13 @@ def test_param_groups_two_groups_with_their_weight_decay():
     split_groups(run(mine().param_groups, model("gpt2-tied"), 0.1), 0.1, "param_groups(model, 0.1)")
 
 
+NAME_RULES = [  # how learners split by name instead of by p.dim(): (the rule, names that are NOT decayed)
+    ("biases are not decayed", lambda n: n.endswith("bias")),
+    ("biases and norm weights are not decayed",
+     lambda n: n.endswith("bias") or any(w in n for w in ("norm", "ln_", "ln_f", "layernorm"))),
+]
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_param_groups_decays_exactly_the_parameters_with_dim_at_least_2(name):
     m = model(name)
@@ -398,10 +505,20 @@ def test_param_groups_decays_exactly_the_parameters_with_dim_at_least_2(name):
     label = lambda p: f"{'/'.join(names.get(id(p), ['(not a parameter of the model)']))} (dim {p.dim()})"  # noqa: E731
     wrong = [f"{label(p)} is decayed" for p in decayed if p.dim() < 2]
     wrong += [f"{label(p)} is not decayed" for p in other if p.dim() >= 2]
-    if wrong:
-        fail(MODULE, f"param_groups({name} model, 0.1): {'; '.join(wrong)}. Decay every parameter with "
-                     f"p.dim() >= 2 (matrices, embeddings, conv kernels), and none of the rest (biases, norm "
-                     f"weights, scalars); decide by p.dim(), not by the name.")
+    if not wrong:
+        return
+    got = {id(p) for p in decayed}
+    by_name = next((rule for rule, exempt in NAME_RULES
+                    if got == {id(p) for n, p in m.named_parameters() if not exempt(n)}), None)
+    if by_name:
+        cause = (f"the groups were decided by the name ({by_name}), so {'; '.join(wrong)}: decide by "
+                 f"p.dim() >= 2, not by the name")
+    elif got == {id(p) for p in m.parameters() if p.dim() == 2}:
+        cause = f"only parameters with dim == 2 are decayed, so {'; '.join(wrong)}: decay every p with p.dim() >= 2"
+    else:
+        cause = "; ".join(wrong)
+    fail(MODULE, f"param_groups({name} model, 0.1): decay every parameter with p.dim() >= 2 (matrices, embeddings, "
+                 f"conv kernels), and none of the rest (biases, norm weights, scalars).", cause=cause)
 
 
 @pytest.mark.parametrize("name", ["gpt2-tied", "conv-scalar-tied"])
@@ -412,13 +529,11 @@ def test_param_groups_lists_a_tied_parameter_once(name):
     listed = [id(p) for p in decayed + other]
     for key, all_names in names.items():
         count = listed.count(key)
-        if count > 1:
-            shared = " and ".join(all_names)
-            fail(MODULE, f"param_groups({name} model): the Parameter {' / '.join(all_names)} appears {count} times "
-                         f"in the groups. "
-                         + (f"{shared} are one tied Parameter; " if len(all_names) > 1 else "")
-                         + "list every Parameter once (model.parameters() already skips repeats; "
-                           "named_parameters(remove_duplicate=False) and state_dict() do not).")
+        if count > 1 and len(all_names) > 1:
+            fail(MODULE, f"param_groups({name} model): model.parameters() already skips repeats; "
+                         f"named_parameters(remove_duplicate=False) and state_dict() do not.",
+                 cause=f"the tied Parameter {' / '.join(all_names)} is listed {count} times in the groups; list "
+                       f"every Parameter once")
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -429,38 +544,55 @@ def test_param_groups_cover_every_parameter_exactly_once(name):
     names = names_of(m)
     missing = [" / ".join(all_names) for key, all_names in names.items() if key not in listed]
     strangers = [p for p in decayed + other if id(p) not in names]
-    repeated = [" / ".join(all_names) for key, all_names in names.items() if listed.count(key) > 1]
+    repeated = [" / ".join(all_names) + (" (one tied Parameter)" if len(all_names) > 1 else "")
+                for key, all_names in names.items() if listed.count(key) > 1]
     if missing:
-        fail(MODULE, f"param_groups({name} model) leaves out {', '.join(missing)}; every parameter of the model "
-                     f"goes in exactly one group.")
+        fail(MODULE, f"param_groups({name} model): every parameter of the model goes in exactly one group.",
+             cause=f"the groups leave out {', '.join(missing)}")
     if strangers:
-        fail(MODULE, f"param_groups({name} model) lists {len(strangers)} tensor(s) that are not the model's "
-                     f"parameters (copies?); list the Parameters themselves, from model.parameters().")
+        fail(MODULE, f"param_groups({name} model): list the Parameters themselves, from model.parameters().",
+             cause=f"the groups hold {len(strangers)} tensor(s) that are not the model's parameters")
     if repeated:
-        fail(MODULE, f"param_groups({name} model) lists {', '.join(repeated)} more than once; each parameter "
-                     f"goes in exactly one group, once.")
+        fail(MODULE, f"param_groups({name} model): each parameter goes in exactly one group, once.",
+             cause=f"the groups list {', '.join(repeated)} more than once")
 
 
-def check_optimizer(opt, m, what, lr, weight_decay, betas, eps):
+ADAMW_DEFAULTS = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8)  # what AdamW falls back to when a setting is not passed
+
+
+def check_optimizer(opt, m, what, lr, weight_decay, betas, eps, defaults_of_configure=False):
     if not isinstance(opt, mine().AdamW):
-        fail(MODULE, f"{what} returned a {type(opt).__module__}.{type(opt).__name__}; return your AdamW "
-                     f"(AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps)).")
+        fail(MODULE, f"{what} returned a {type(opt).__module__}.{type(opt).__name__}: "
+                     f"AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps).",
+             cause="your configure_optimizers does not return your AdamW")
     decayed, other = split_groups(opt.param_groups, weight_decay, f"{what}.param_groups")
-    wrong_rank = [p for p in decayed if p.dim() < 2] + [p for p in other if p.dim() >= 2]
-    if wrong_rank or {id(p) for p in decayed + other} != {id(p) for p in m.parameters()}:
-        fail(MODULE, f"{what}: the optimizer's groups are not param_groups(model, {weight_decay}); build them "
-                     f"with your param_groups.")
+    # Your own param_groups decides which parameters decay (its tests check that): here only that it is used.
+    theirs = run(mine().param_groups, m, weight_decay)
+    as_sets = lambda groups: sorted((float(g.get("weight_decay", -1)), sorted(id(p) for p in g["params"]))  # noqa: E731
+                                    for g in groups)
+    if as_sets(opt.param_groups) != as_sets(theirs):
+        fail(MODULE, f"{what}: build them with your param_groups(model, weight_decay).",
+             cause=f"the optimizer's groups are not your param_groups(model, {weight_decay})")
+    want = dict(lr=lr, betas=tuple(betas), eps=eps)
     for g in opt.param_groups:
         got = dict(lr=g.get("lr"), betas=tuple(g.get("betas", ())), eps=g.get("eps"))
-        want = dict(lr=lr, betas=tuple(betas), eps=eps)
         for key in want:
-            if got[key] != want[key]:
-                fail(MODULE, f"{what}: a group has {key}={got[key]!r}, expected {want[key]!r}; pass lr, betas and "
-                             f"eps on to AdamW (the defaults of configure_optimizers are weight_decay=0.1, "
-                             f"betas=(0.9, 0.95), eps=1e-8, which differ from AdamW's own).")
+            if got[key] == want[key]:
+                continue
+            if defaults_of_configure:
+                cause = (f"with no {key} given, configure_optimizers's groups have {key}={got[key]!r}; its default "
+                         f"is {want[key]!r}")
+            elif got[key] == ADAMW_DEFAULTS[key]:
+                cause = f"your configure_optimizers does not pass {key} on to AdamW (the group has AdamW's default)"
+            else:
+                cause = f"a group has {key}={got[key]!r}, not the {key} given to configure_optimizers"
+            fail(MODULE, f"{what}: a group has {key}={got[key]!r}, expected {want[key]!r} (the defaults of "
+                         f"configure_optimizers are weight_decay=0.1, betas=(0.9, 0.95), eps=1e-8; AdamW's own "
+                         f"differ).", cause=cause)
 
 
 def test_configure_optimizers_builds_adamw_from_the_groups():
+    # Every setting far from both its default in configure_optimizers and AdamW's own.
     m = model("gpt2-tied")
     opt = run(mine().configure_optimizers, m, 3e-4, weight_decay=0.2, betas=(0.85, 0.99), eps=1e-6)
     check_optimizer(opt, m, "configure_optimizers(model, 3e-4, weight_decay=0.2, betas=(0.85, 0.99), eps=1e-6)",
@@ -470,7 +602,8 @@ def test_configure_optimizers_builds_adamw_from_the_groups():
 def test_configure_optimizers_defaults():
     m = model("modern-untied")
     opt = run(mine().configure_optimizers, m, 1e-3)
-    check_optimizer(opt, m, "configure_optimizers(model, 1e-3)", 1e-3, 0.1, (0.9, 0.95), 1e-8)
+    check_optimizer(opt, m, "configure_optimizers(model, 1e-3)", 1e-3, 0.1, (0.9, 0.95), 1e-8,
+                    defaults_of_configure=True)
 
 
 def test_configure_optimizers_optimizer_steps():
@@ -483,7 +616,8 @@ def test_configure_optimizers_optimizer_steps():
     run(opt.step)
     frozen = [name for name, p in m.named_parameters() if torch.equal(p.detach(), before[name])]
     if frozen:
-        fail(MODULE, f"one step of configure_optimizers(model, 1e-2) left {', '.join(frozen)} unchanged.")
+        fail(MODULE, "One step of configure_optimizers(conv-scalar-tied model, 1e-2), every parameter with a "
+                     "gradient.", cause=f"the optimizer's step left {', '.join(frozen)} unchanged")
 
 
 def randint_tokens(b, t):
@@ -537,12 +671,13 @@ def learner_lr(step, *args):
     try:
         value = mine().lr_at(step, *args)
     except ZeroDivisionError:
-        fail(MODULE, f"lr_at({step}, warmup_steps={args[0]}, ...) divided by zero; with warmup_steps=0 there is no "
-                     f"warmup (step < 0 never holds) and the cosine starts at max_lr at step 0.")
+        fail(MODULE, f"lr_at({step}, warmup_steps={args[0]}, max_steps={args[1]}, ...) raised ZeroDivisionError. "
+                     f"With warmup_steps=0 there is no warmup (step < 0 never holds) and the cosine starts at max_lr "
+                     f"at step 0.", cause=f"your lr_at divided by zero with warmup_steps={args[0]}")
     try:
         return float(value)
     except (TypeError, ValueError):
-        fail(MODULE, f"lr_at({step}, ...) returned {value!r}; return the learning rate as a number.")
+        fail(MODULE, f"lr_at({step}, ...) returned {value!r}.", cause="your lr_at does not return a number")
 
 
 @pytest.mark.parametrize("warmup,max_steps,max_lr,min_lr", SCHEDULES)
@@ -560,11 +695,13 @@ def test_lr_at_matches_reference_at_every_step(warmup, max_steps, max_lr, min_lr
 def expect_lr(step, args, want, why):
     got = learner_lr(step, *args)
     if not math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-15):
-        found = [sentence for sentence, m in SCHEDULE_MISTAKES
-                 if math.isclose(got, schedule(step, *args, mistake=m), rel_tol=1e-9, abs_tol=1e-15)]
+        # at one step several known mistakes can give the same value: name every one that does
+        found = list(dict.fromkeys(sentence for sentence, m in SCHEDULE_MISTAKES
+                                   if math.isclose(got, schedule(step, *args, mistake=m), rel_tol=1e-9,
+                                                   abs_tol=1e-15)))
         fail(MODULE, f"lr_at({step}, warmup_steps={args[0]}, max_steps={args[1]}, max_lr={args[2]}, "
-                     f"min_lr={args[3]}) = {got!r}; expected {want!r} ({why})."
-                     + (f" This looks like: {found[0]}." if found else ""))
+                     f"min_lr={args[3]}) = {got!r}; expected {want!r} ({why}).",
+             cause="; or ".join(found) or None, looks_like=True)
 
 
 def test_lr_at_step_0_is_max_lr_over_warmup_steps():

@@ -8,6 +8,7 @@ here; a wrong result is named by replaying known mistakes on a copy of the model
 
 import copy
 import importlib
+import inspect
 import math
 import re
 
@@ -90,22 +91,24 @@ KINDS = ["torch-int64", "torch-int32", "numpy-uint16", "numpy-int32", "numpy-mem
 def check_batch(batch, tokens, batch_size, block_size, device, what):
     """x, y are (batch_size, block_size) int64 on device; each row of x a slice of tokens, y that slice moved by one."""
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-        fail(MODULE, f"{what} returned {type(batch).__name__}; return the pair (x, y).")
+        fail(MODULE, f"{what} returned {type(batch).__name__}.", cause="your get_batch does not return the pair (x, y)")
     x, y = batch
     for name, t in (("x", x), ("y", y)):
         if not isinstance(t, torch.Tensor):
-            fail(MODULE, f"{what}: {name} is a {type(t).__name__}; return torch tensors.")
+            fail(MODULE, f"{what}: {name} is a {type(t).__name__}.",
+                 cause="your get_batch does not return torch tensors")
         if tuple(t.shape) != (batch_size, block_size):
             extra = " (a window has block_size + 1 tokens: x = window[:-1], y = window[1:])" \
                 if t.shape[-1:] == (block_size + 1,) else ""
-            fail(MODULE, f"{what}: {name} has shape {tuple(t.shape)}, expected (batch_size, block_size) = "
-                         f"{(batch_size, block_size)}{extra}.")
+            fail(MODULE, f"{what}: {name} has shape {tuple(t.shape)}{extra}.",
+                 cause=f"your get_batch's {name} is not (batch_size, block_size) = {(batch_size, block_size)}")
         if t.dtype != torch.int64:
-            fail(MODULE, f"{what}: {name} has dtype {str(t.dtype)[6:]}, expected int64 (the dtype of token ids for "
-                         f"nn.Embedding and cross_entropy): convert with .long() or np.int64.")
+            fail(MODULE, f"{what}: {name} has dtype {str(t.dtype)[6:]}; convert with .long() or np.int64.",
+                 cause="your get_batch's tokens are not int64 (the dtype of token ids for nn.Embedding and "
+                       "cross_entropy)")
         if t.device.type != torch.device(device).type:
-            fail(MODULE, f"{what}: {name} is on {t.device}, expected device={device!r}: move the batch there "
-                         f"(.to(device)).")
+            fail(MODULE, f"{what}: {name} is on {t.device}, expected device={device!r}: .to(device).",
+                 cause="your get_batch does not move the batch to the device it is given")
     if torch.device(device).type == "meta":
         return
     starts = window_starts(x.cpu(), tokens, what)
@@ -123,7 +126,8 @@ def check_batch(batch, tokens, batch_size, block_size, device, what):
          lambda: x.cpu()),
         ("y is shifted the wrong way (the token before x[:, t]); y = data[s + 1 : s + 1 + block_size]", moved(-1)),
         ("y is shifted by two; y = data[s + 1 : s + 1 + block_size]", moved(2)),
-    ], hint="y is x moved one token to the right: y = data[s + 1 : s + 1 + block_size], for the same s as x.")
+    ], hint="This compares y with the block_size tokens that follow the start of each row of x in data "
+            "(y = data[s + 1 : s + 1 + block_size]).")
     return starts
 
 
@@ -138,8 +142,8 @@ def window_starts(x, tokens, what):
     ok &= (window == x).all(dim=1)
     if not ok.all():
         row = int((~ok).nonzero()[0])
-        fail(MODULE, f"{what}: row {row} of x is not a contiguous slice of data; each row is "
-                     f"data[s : s + block_size] for a random start s.")
+        fail(MODULE, f"{what}: each row is data[s : s + block_size] for a random start s.",
+             cause=f"row {row} of x is not a contiguous slice of data")
     return starts
 
 
@@ -196,8 +200,8 @@ def test_get_batch_draws_every_valid_start_uniformly():
     what = f"get_batch(data of {len(tokens)} tokens, batch_size={batch_size}, block_size={block_size})"
     xs, ys = [], []
     for _ in range(calls):
-        batch = run_or_fail(f"{what} raised after some draws; a start beyond len(data) - block_size - 1 = {last} "
-                            f"runs off the end of the data (x and y need block_size + 1 tokens from the start)",
+        batch = run_or_fail(f"{what} raised after some draws. The valid starts are 0 .. len(data) - block_size - 1 "
+                            f"= {last}: x and y need block_size + 1 tokens from the start",
                             mine().get_batch, tokens, batch_size, block_size, generator=g)
         if len(xs) == 0 or not (isinstance(batch, tuple) and len(batch) == 2):
             check_batch(batch, tokens, batch_size, block_size, "cpu", what)
@@ -208,20 +212,22 @@ def test_get_batch_draws_every_valid_start_uniformly():
     n, expected = batch_size * calls, batch_size * calls / (last + 1)
     drawn = {s: counts[s] for s in range(len(tokens)) if counts[s]}
     if counts[last] == 0:
-        fail(MODULE, f"{what} never drew the last valid start {last} = len(data) - block_size - 1 in {n} windows "
-                     f"(starts drawn: {drawn}); torch.randint's high is exclusive: torch.randint(len(data) - "
-                     f"block_size, ...) draws every start 0 .. len(data) - block_size - 1.")
+        fail(MODULE, f"{what}: starts drawn in {n} windows: {drawn}. torch.randint's high is exclusive: "
+                     f"torch.randint(len(data) - block_size, ...) draws every start 0 .. len(data) - block_size - 1.",
+             cause=f"your get_batch never drew the last valid start {last} = len(data) - block_size - 1")
     if counts[0] == 0:
-        fail(MODULE, f"{what} never drew start 0 in {n} windows (starts drawn: {drawn}); the first window of the "
-                     f"data is valid too: starts run over 0 .. len(data) - block_size - 1.")
+        fail(MODULE, f"{what}: starts drawn in {n} windows: {drawn}. Starts run over 0 .. len(data) - block_size - 1.",
+             cause="your get_batch never drew start 0 (the first window of the data is valid too)")
     beyond = {s: c for s, c in drawn.items() if s > last}
     if beyond:
-        fail(MODULE, f"{what} drew starts {sorted(beyond)} beyond the last valid start {last}.")
+        fail(MODULE, f"{what}: starts drawn in {n} windows: {drawn}.",
+             cause=f"your get_batch drew starts {sorted(beyond)} beyond the last valid start {last}")
     # Each count is Binomial(4000, 1/8): mean 500, sd 21; 300..700 is ~10 sd either side.
     uneven = {s: c for s, c in drawn.items() if not 0.6 * expected <= c <= 1.4 * expected}
     if uneven:
         fail(MODULE, f"{what}: in {n} windows the starts 0..{last} were drawn {[counts[s] for s in range(last + 1)]} "
-                     f"times; each should come about {expected:.0f} times (uniform over every valid start).")
+                     f"times; each should come about {expected:.0f} times.",
+             cause="your get_batch does not draw the starts uniformly over every valid start")
 
 
 def test_get_batch_same_generator_seed_same_batch():
@@ -231,11 +237,13 @@ def test_get_batch_same_generator_seed_same_batch():
     other = run(mine().get_batch, tokens, 4, 8, generator=torch.Generator().manual_seed(456))
     check_batch(first, tokens, 4, 8, "cpu", "get_batch(data, 4, 8, generator)")
     if not (torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])):
-        fail(MODULE, "get_batch with two generators seeded alike gave different batches: draw the starts from the "
-                     "generator you are given, torch.randint(..., generator=generator).")
+        fail(MODULE, "get_batch(data, 4, 8, generator) with two generators seeded 123 gave different batches: "
+                     "torch.randint(..., generator=generator).",
+             cause="your get_batch does not draw the starts from the generator it is given")
     if torch.equal(first[0], other[0]):
-        fail(MODULE, "get_batch gave the same batch for generators with different seeds: draw the starts from the "
-                     "generator you are given, torch.randint(..., generator=generator).")
+        fail(MODULE, "get_batch(data, 4, 8, generator) gave the same batch for generators seeded 123 and 456: "
+                     "torch.randint(..., generator=generator).",
+             cause="your get_batch does not draw the starts from the generator it is given")
 
 
 # --- clip_grad_norm -------------------------------------------------------------------------------------------
@@ -271,37 +279,43 @@ def as_norm(value, what):
         return value.detach().reshape(()).double().cpu()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return torch.tensor(float(value), dtype=torch.float64)
-    fail(MODULE, f"{what} returned {value!r}; return the global norm from before clipping (a 0-d tensor).")
+    fail(MODULE, f"{what} returned {value!r}: return the global norm from before clipping (a 0-d tensor).",
+         cause="your clip_grad_norm does not return the norm")
 
 
 def norm_mistakes(params, max_norm):
-    grads = [p.grad.double() for p in params if p.grad is not None]
+    """Known wrong norms, computed now (before the learner's call changes the gradients in place)."""
+    grads = [p.grad.detach().double().clone() for p in params if p.grad is not None]
     norms = torch.stack([g.norm() for g in grads])
     total = norms.norm()
     return [
         ("the norm after clipping was returned; return the norm from before clipping (what the caller logs)",
-         lambda: torch.minimum(total, torch.tensor(float(max_norm), dtype=torch.float64))),
+         torch.minimum(total, torch.tensor(float(max_norm), dtype=torch.float64))),
         ("the per-parameter norms were added; the global norm is sqrt(sum of squares) over all parameters",
-         lambda: norms.sum()),
-        ("the square root is missing: the global norm is sqrt(sum of squared entries)", lambda: total ** 2),
+         norms.sum()),
+        ("the square root is missing: the global norm is sqrt(sum of squared entries)", total ** 2),
         ("the norms were averaged over parameters; the global norm is sqrt(sum of squares) over all parameters",
-         lambda: norms.mean()),
+         norms.mean()),
     ]
 
 
 def grad_mistakes(params, max_norm):
-    grads = [p.grad.double() for p in params if p.grad is not None]
+    """Known wrong clipped gradients, computed now (before the learner's call changes them in place)."""
+    grads = [p.grad.detach().double().clone() for p in params if p.grad is not None]
     total = torch.stack([g.norm() for g in grads]).norm()
     cat = lambda gs: torch.cat([g.reshape(-1) for g in gs]).to(params[0].dtype)  # noqa: E731
     return [
         ("the gradients were not scaled at all; multiply every grad by max_norm / (total + 1e-6) when total > max_norm",
-         lambda: cat(grads)),
+         cat(grads)),
         ("each gradient was clipped by its own norm; clipping uses one global norm over all parameters",
-         lambda: cat([g * min(1.0, max_norm / (g.norm().item() + 1e-6)) for g in grads])),
+         cat([g * min(1.0, max_norm / (g.norm().item() + 1e-6)) for g in grads])),
         ("the gradients were multiplied by total / max_norm; the factor is max_norm / (total + 1e-6)",
-         lambda: cat([g * total / max_norm for g in grads])),
+         cat([g * total / max_norm for g in grads])),
         ("the gradients below max_norm were scaled up; clip only when total > max_norm (the factor is at most 1)",
-         lambda: cat([g * max_norm / (total + 1e-6) for g in grads])),
+         cat([g * max_norm / (total + 1e-6) for g in grads])),
+    ] + [  # clipping right, but by a wrong global norm: the norm's own mistake names it
+        (sentence, cat([g * min(1.0, max_norm / (float(wrong) + 1e-6)) for g in grads]))
+        for sentence, wrong in norm_mistakes(params, max_norm)[1:]
     ]
 
 
@@ -309,6 +323,18 @@ def expected_clip(params, max_norm):
     want = clones(params)
     norm = torch.nn.utils.clip_grad_norm_(want, max_norm)
     return norm.double(), want
+
+
+def clips_like_torch(make_argument, max_norm=1.0):
+    """Whether the learner's clip_grad_norm(make_argument(params), max_norm) scales the gradients as torch does
+    (on fresh parameters_with_grads()); False if it raises."""
+    params = parameters_with_grads()
+    _, want = expected_clip(params, max_norm)
+    try:
+        run(mine().clip_grad_norm, make_argument(params), max_norm)
+    except Exception:  # noqa: BLE001  a crash is not clipping
+        return False
+    return torch.allclose(flat_grads(params), flat_grads(want), atol=ATOL, rtol=RTOL)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
@@ -333,41 +359,50 @@ def test_clip_grad_norm_scales_every_gradient_by_the_same_factor(dtype):
 
 def test_clip_grad_norm_leaves_gradients_below_max_norm_alone():
     params = parameters_with_grads(scale=0.1)
-    mistakes = grad_mistakes(params, 100.0)
+    mistakes, wrong_norms = grad_mistakes(params, 100.0), norm_mistakes(params, 100.0)
     want_norm, want = expected_clip(params, 100.0)
     got = as_norm(run(mine().clip_grad_norm, params, 100.0), "clip_grad_norm(params, 100.0)")
     expect_close(flat_grads(params), flat_grads(want), "clip_grad_norm(params, max_norm=100.0) with a global norm "
                  f"of {want_norm.item():.3g}: the gradients after", module=MODULE, likely=mistakes)
     expect_close(got, want_norm, "clip_grad_norm(params, max_norm=100.0): the returned norm", module=MODULE,
-                 atol=ATOL, rtol=RTOL,
-                 likely=norm_mistakes(params, 100.0))
+                 atol=ATOL, rtol=RTOL, likely=wrong_norms)
 
 
 def test_clip_grad_norm_skips_parameters_without_grad():
     params = parameters_with_grads(missing=(1,))
+    mistakes, wrong_norms = grad_mistakes(params, 1.0), norm_mistakes(params, 1.0)
     want_norm, want = expected_clip(params, 1.0)
-    got = as_norm(run_or_fail("clip_grad_norm(params, 1.0) failed on a parameter whose grad is None; skip those "
-                              "(if p.grad is not None)", mine().clip_grad_norm, params, 1.0),
+    got = as_norm(run_or_fail("clip_grad_norm(params, 1.0), where params[1].grad is None, raised; parameters whose "
+                              "grad is None are skipped (if p.grad is not None)", mine().clip_grad_norm, params, 1.0),
                   "clip_grad_norm(params, 1.0)")
     if params[1].grad is not None:
-        fail(MODULE, "clip_grad_norm gave a gradient to a parameter that had none; skip parameters whose grad is None.")
+        fail(MODULE, "clip_grad_norm(params, 1.0) where params[1].grad is None: skip parameters whose grad is None.",
+             cause="your clip_grad_norm gave a gradient to a parameter that had none")
     expect_close(got, want_norm, "clip_grad_norm with one grad None: the returned norm", module=MODULE,
-                 atol=ATOL, rtol=RTOL)
+                 atol=ATOL, rtol=RTOL, likely=wrong_norms)
     expect_close(flat_grads(params), flat_grads(want), "clip_grad_norm with one grad None: the gradients after",
-                 module=MODULE, likely=grad_mistakes(params, 1.0))
+                 module=MODULE, likely=mistakes)
+
+
+GENERATOR_ONCE = ("parameters came as a generator (model.parameters() is one), and a generator can be iterated only "
+                  "once: the gradients are clipped right from a list, but not from a generator. Make a list first: "
+                  "params = list(parameters)")
 
 
 def test_clip_grad_norm_accepts_a_generator_of_parameters():
     params = parameters_with_grads()
-    mistakes = grad_mistakes(params, 1.0)
+    mistakes, wrong_norms = grad_mistakes(params, 1.0), norm_mistakes(params, 1.0)
     want_norm, want = expected_clip(params, 1.0)
     got = as_norm(run(mine().clip_grad_norm, (p for p in params), 1.0), "clip_grad_norm(generator, 1.0)")
     expect_close(got, want_norm, "clip_grad_norm(model.parameters(), 1.0): the returned norm", module=MODULE,
-                 atol=ATOL, rtol=RTOL, likely=norm_mistakes(params, 1.0))
-    generator = ("parameters came as a generator (model.parameters() is one), and a generator can be iterated "
-                 "only once: the second loop saw nothing. Make a list first: params = list(parameters)")
+                 atol=ATOL, rtol=RTOL, likely=wrong_norms)
+    # Unscaled gradients here mean a generator problem only if your clipping works from a list.
+    generator_only = not torch.allclose(flat_grads(params), flat_grads(want), atol=ATOL, rtol=RTOL) and \
+        clips_like_torch(list)
     expect_close(flat_grads(params), flat_grads(want), "clip_grad_norm(model.parameters(), 1.0): the gradients after",
-                 module=MODULE, likely=[(generator, lambda: mistakes[0][1]())] + mistakes[1:])
+                 module=MODULE, likely=[(GENERATOR_ONCE, mistakes[0][1])] if generator_only else mistakes,
+                 hint="This call passes a generator of parameters (as model.parameters() is); the same parameters "
+                      "in a list are clipped right.")
 
 
 # --- train_step -----------------------------------------------------------------------------------------------
@@ -468,7 +503,9 @@ def known_train_step(model, opt, batches, grad_clip=1.0, lr=None, mistake=None):
             torch_clip(model.parameters(), grad_clip)
         if mistake == "step-inside":
             opt.step()
-    if grad_clip and mistake not in ("clip-inside", "no-clip"):
+    if grad_clip and mistake == "your-clip":
+        run(mine().clip_grad_norm, [p for p in model.parameters() if p.grad is not None], grad_clip)
+    elif grad_clip and mistake not in ("clip-inside", "no-clip"):
         torch_clip(model.parameters(), grad_clip)
     if mistake == "clip-zero" and grad_clip is not None:
         torch_clip(model.parameters(), grad_clip)
@@ -509,9 +546,9 @@ def flat(tensors):
 def grads_of(model, what):
     missing = [name for name, p in model.named_parameters() if p.grad is None]
     if missing:
-        fail(MODULE, f"{what}: p.grad is None for {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} after "
-                     f"train_step; leave the gradients in p.grad (zero them at the start of the next step, not "
-                     f"after this one).")
+        fail(MODULE, f"{what}: p.grad is None for {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}. "
+                     f"Zero the gradients at the start of the next step, not at the end of this one.",
+             cause="after train_step p.grad is None: leave the gradients in p.grad")
     return flat(p.grad for p in model.parameters())
 
 
@@ -552,15 +589,22 @@ class Case:
         model(x, y)[1].backward()
         return model
 
-    def expect_grads(self, what, want, **kwargs):
-        likely = [(s, lambda m=m: flat(p.grad for p in self.known(m, **kwargs)[0].parameters()))
+    def expect_grads(self, what, want, hint=None, **kwargs):
+        got = grads_of(self.model, what)
+        likely = [(no_clip_sentence() if m == "no-clip" else s,
+                   lambda m=m: flat(p.grad for p in self.known(m, **kwargs)[0].parameters()))
                   for s, m in TRAIN_MISTAKES]
-        expect_close(grads_of(self.model, what), want, f"{what}: p.grad after the step, all parameters flattened",
-                     module=MODULE, likely=likely)
+        if kwargs.get("grad_clip", 1.0) and not clips_like_torch(list):
+            # train_step written out right, but clipping with your clip_grad_norm (which its own tests fail)
+            likely.append((your_clip_sentence(),
+                           lambda: flat(p.grad for p in self.known("your-clip", **kwargs)[0].parameters())))
+        expect_close(got, want, f"{what}: p.grad after the step, all parameters flattened",
+                     module=MODULE, likely=likely, hint=hint)
 
-    def expect_params(self, what, **kwargs):
+    def expect_params(self, what, exclude=(), **kwargs):
         want, _, _ = self.known(**kwargs)
-        likely = [(s, lambda m=m: flat(self.known(m, **kwargs)[0].parameters())) for s, m in TRAIN_MISTAKES]
+        likely = [(s, lambda m=m: flat(self.known(m, **kwargs)[0].parameters())) for s, m in TRAIN_MISTAKES
+                  if m not in exclude]
         likely.append(("the parameters did not move: call optimizer.step() once, after the micro-batches",
                        lambda: flat(self.initial.parameters())))
         expect_close(flat(self.model.parameters()), flat(want.parameters()),
@@ -577,12 +621,38 @@ def test_train_step_gradient_equals_the_whole_batch_gradient(k):
                       f"concatenation", want, grad_clip=None)
 
 
+def your_clip_sentence():
+    """train_step is right but your clip_grad_norm is not: which known clipping mistake it makes, if any."""
+    params = parameters_with_grads()
+    mistakes = grad_mistakes(params, 1.0)
+    try:
+        run(mine().clip_grad_norm, params, 1.0)
+        found = next((s for s, want in mistakes if torch.allclose(flat_grads(params), want, atol=ATOL, rtol=RTOL)),
+                     None)
+    except Exception:  # noqa: BLE001
+        found = None
+    return ("train_step itself is right, but the clip_grad_norm it calls is not: "
+            + (found or "your clip_grad_norm does not clip as torch.nn.utils.clip_grad_norm_ does (see its tests)"))
+
+
+def no_clip_sentence():
+    """What unclipped gradients from train_step establish: your clip_grad_norm is tried on its own to tell
+    'train_step does not clip' from 'clip_grad_norm cannot clip model.parameters() (a generator)'."""
+    if clips_like_torch(lambda ps: (p for p in ps)):
+        return "the gradients were not clipped: clip_grad_norm(model.parameters(), grad_clip) after the micro-batches"
+    if clips_like_torch(list):
+        return ("the gradients were not clipped: your clip_grad_norm clips a list of parameters but not "
+                "model.parameters(), a generator, which can be iterated only once (see the clip_grad_norm tests)")
+    return ("the gradients were not clipped, and your clip_grad_norm does not clip a list of parameters right either "
+            "(see the clip_grad_norm tests)")
+
+
 def test_train_step_returns_the_mean_loss():
     case = Case(k=3)
     got = case.run(grad_clip=None)
     if isinstance(got, torch.Tensor) or not isinstance(got, (float, int)):
-        fail(MODULE, f"train_step returned {type(got).__name__} {got!r}; return the mean loss as a Python float "
-                     f"(loss.item()), which holds no autograd graph.")
+        fail(MODULE, f"train_step returned {type(got).__name__} {got!r}: return loss.item()-style Python floats, "
+                     f"which hold no autograd graph.", cause="your train_step does not return the mean loss as a float")
     model = copy.deepcopy(case.initial)
     with torch.no_grad():
         losses = [model(x, y)[1].item() for x, y in case.batches]
@@ -594,8 +664,8 @@ def test_train_step_returns_the_mean_loss():
                   ("the first micro-batch's loss; return the mean over all of them", losses[0])]
     if not math.isclose(got, want, rel_tol=1e-9):
         found = [s for s, value in candidates if math.isclose(got, value, rel_tol=1e-9)]
-        fail(MODULE, f"train_step over 3 micro-batches returned {got!r}; the mean of their losses is {want!r}."
-                     + (f" This looks like: {found[0]}." if found else ""))
+        fail(MODULE, f"train_step over 3 micro-batches returned {got!r}; the mean of their losses is {want!r}.",
+             cause=found[0] if found else None, looks_like=True)
 
 
 def test_train_step_zeroes_stale_gradients_first():
@@ -621,8 +691,14 @@ def test_train_step_clips_to_1_by_default():
     norm = torch_clip(full.parameters(), 1.0).item()
     assert norm > 2.0, "the test's model must have a gradient norm above 1"
     case.run()
-    case.expect_grads(f"train_step without grad_clip (default 1.0; the gradient norm is {norm:.3g})",
-                      flat(p.grad for p in full.parameters()))
+    default = inspect.signature(mine().train_step).parameters.get("grad_clip")
+    if default is not None and default.default != 1.0 and not torch.allclose(
+            grads_of(case.model, "train_step"), flat(p.grad for p in full.parameters()), atol=1e-10, rtol=1e-8):
+        fail(MODULE, f"train_step(model, optimizer, micro_batches) without grad_clip, gradient norm {norm:.3g}.",
+             cause=f"your train_step's default grad_clip is {default.default!r}; the contract's is 1.0")
+    case.expect_grads(f"train_step without grad_clip (gradient norm {norm:.3g})",
+                      flat(p.grad for p in full.parameters()),
+                      hint="This call passes no grad_clip, so the default 1.0 applies.")
 
 
 @pytest.mark.parametrize("grad_clip", [None, 0, 0.0])
@@ -638,10 +714,13 @@ def test_train_step_sets_every_groups_lr():
     case.run(grad_clip=None, lr=0.05)
     lrs = [g["lr"] for g in case.opt.param_groups]
     if lrs != [0.05, 0.05]:
-        which = "only the first group's lr was set" if lrs[0] == 0.05 else "the lr was not set"
-        fail(MODULE, f"train_step(..., lr=0.05) left the optimizer's groups at lr {lrs}: {which}; set "
-                     f"group['lr'] = lr for every group in optimizer.param_groups, before optimizer.step().")
-    case.expect_params("train_step(lr=0.05) with two groups at lr 0.1 and 0.2", grad_clip=None, lr=0.05)
+        which = ("the lr was not set" if lrs == [0.1, 0.2] else "only the first group's lr was set"
+                 if lrs == [0.05, 0.2] else f"the groups' lr are {lrs}, not lr=0.05 everywhere")
+        fail(MODULE, f"train_step(..., lr=0.05) on groups at lr [0.1, 0.2] left them at {lrs}: set group['lr'] = lr "
+                     f"for every group in optimizer.param_groups, before optimizer.step().", cause=which)
+    # The groups hold lr=0.05 now: what is left to get wrong is when it was set.
+    case.expect_params("train_step(lr=0.05) with two groups at lr 0.1 and 0.2", grad_clip=None, lr=0.05,
+                       exclude=("no-lr", "lr-first"))
 
 
 def test_train_step_without_lr_keeps_the_groups_lr():
@@ -649,8 +728,8 @@ def test_train_step_without_lr_keeps_the_groups_lr():
     case.run(grad_clip=None)
     lrs = [g["lr"] for g in case.opt.param_groups]
     if lrs != [0.1, 0.2]:
-        fail(MODULE, f"train_step(..., lr=None) changed the groups' lr from [0.1, 0.2] to {lrs}; set the lr only "
-                     f"when one is given.")
+        fail(MODULE, f"train_step(..., lr=None) on groups at lr [0.1, 0.2] left them at {lrs}.",
+             cause="your train_step changed the groups' lr although no lr was given; set it only when one is given")
     case.expect_params("train_step(lr=None) with two groups at lr 0.1 and 0.2", grad_clip=None)
 
 
@@ -671,12 +750,16 @@ def test_train_step_puts_the_model_in_train_mode():
     case.model.eval()
     case.run(grad_clip=None)
     if not case.model.seen:
-        fail(MODULE, "train_step did not run the model on the micro-batches: _, loss = model(x, y).")
+        fail(MODULE, "train_step on 2 micro-batches: _, loss = model(x, y) for each.",
+             cause="your train_step did not run the model on the micro-batches")
     if not all(training and drop for training, drop, _ in case.model.seen):
-        fail(MODULE, "train_step ran the model in eval mode (the model came in eval mode, as after estimate_loss): "
-                     "call model.train() before the micro-batches, so that dropout is active while training.")
+        fail(MODULE, "train_step(model in eval mode, optimizer, 2 micro-batches): the model came in eval mode, as "
+                     "after estimate_loss; call model.train() before the micro-batches, so that dropout is active "
+                     "while training.",
+             cause="your train_step ran the model in eval mode")
     if not all(m.training for m in case.model.modules()):
-        fail(MODULE, "after train_step the model is not in train mode; call model.train() (it sets every submodule).")
+        fail(MODULE, "train_step(model in eval mode, optimizer, 2 micro-batches): model.train() sets every "
+                     "submodule.", cause="after your train_step the model is not in train mode")
 
 
 # --- estimate_loss --------------------------------------------------------------------------------------------
@@ -710,7 +793,15 @@ def test_estimate_loss_is_the_mean_loss_of_its_batches():
     model, data, iters = estimate_case(training=False)
     got = call_estimate(model, data, iters, seed=9)
     if isinstance(got, torch.Tensor) or not isinstance(got, (float, int)):
-        fail(MODULE, f"estimate_loss returned {type(got).__name__} {got!r}; return the mean loss as a Python float.")
+        fail(MODULE, f"estimate_loss returned {type(got).__name__} {got!r}.",
+             cause="your estimate_loss does not return the mean loss as a Python float")
+    text = f"estimate_loss(model, data, batch_size=4, block_size=8, iters={iters}, generator) = {got!r}"
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    first, again = (mine().get_batch(data, 4, 8, generator=g) for g in (g1, g2))
+    if not all(torch.equal(a, b) for a, b in zip(first, again)):
+        fail(MODULE, f"{text}; the batches it draws cannot be rebuilt here.",
+             cause="your get_batch does not draw from the generator it is given (see the get_batch tests), so "
+                   "estimate_loss's batches cannot be repeated")
     losses = rebuilt_losses(model, data, iters, seed=9)
     want = sum(losses) / iters
     candidates = [("the sum of the batch losses; return their mean", sum(losses)),
@@ -719,10 +810,27 @@ def test_estimate_loss_is_the_mean_loss_of_its_batches():
                   ("the mean over iters - 1 batches; average all iters of them", sum(losses[:-1]) / (iters - 1))]
     if not math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-6):
         found = [s for s, value in candidates if math.isclose(got, value, rel_tol=1e-5, abs_tol=1e-6)]
-        fail(MODULE, f"estimate_loss(model, data, batch_size=4, block_size=8, iters={iters}, generator) = {got!r}; "
-                     f"the mean loss of the {iters} batches your get_batch draws with that generator is {want!r}."
-                     + (f" This looks like: {found[0]}." if found
-                        else " Draw each batch with get_batch(data, batch_size, block_size, generator=generator)."))
+        repeat = call_estimate(model, data, iters, seed=9)
+        if not found and not math.isclose(got, repeat, rel_tol=1e-9):
+            found = ["your estimate_loss does not pass its generator on to get_batch (two calls with generators "
+                     "seeded alike gave different losses): get_batch(data, batch_size, block_size, "
+                     "generator=generator)"]
+        fail(MODULE, f"{text}; the mean loss of the {iters} batches your get_batch draws with that generator is "
+                     f"{want!r}" + ("" if math.isclose(got, repeat, rel_tol=1e-9) else f", and a second call gave "
+                                                                                      f"{repeat!r}") + ".",
+             cause=found[0] if found else None, looks_like=True)
+
+
+def test_estimate_loss_without_a_generator():
+    model, data, iters = estimate_case(training=False)
+    try:
+        got = run(mine().estimate_loss, model, data, 4, 8, iters)
+    except TypeError as error:
+        fail(MODULE, f"estimate_loss(model, data, 4, 8, {iters}) raised TypeError: {error}",
+             cause="your estimate_loss's generator is not optional (the contract's default is None)")
+    if isinstance(got, torch.Tensor) or not isinstance(got, (float, int)) or not math.isfinite(got):
+        fail(MODULE, f"estimate_loss(model, data, 4, 8, {iters}) without a generator returned {got!r}.",
+             cause="your estimate_loss does not return the mean loss as a Python float")
 
 
 def test_estimate_loss_runs_in_eval_mode():
@@ -731,21 +839,26 @@ def test_estimate_loss_runs_in_eval_mode():
     if model.seen and not any(training or drop for training, drop, _ in model.seen):
         return
     if not model.seen:
-        fail(MODULE, "estimate_loss did not run the model: loss = model(x, y)[1] for each batch.")
+        fail(MODULE, "estimate_loss(model in train mode, ...): loss = model(x, y)[1] for each batch.",
+             cause="your estimate_loss did not run the model")
     second = call_estimate(make_model(dtype=torch.float32, dropout=0.3), data, iters, seed=10)
-    fail(MODULE, f"estimate_loss ran the model in train mode, so dropout changed the loss ({first:.6g}, then "
-                 f"{second:.6g} for the same batches): call model.eval() before the batches.")
+    fail(MODULE, f"estimate_loss(model in train mode with dropout 0.3, data, 4, 8, 3, generator): dropout changed "
+                 f"the loss ({first:.6g}, then {second:.6g} for the same batches).",
+         cause="your estimate_loss ran the model in train mode: call model.eval() before the batches")
 
 
 def test_estimate_loss_computes_no_gradients():
     model, data, iters = estimate_case(training=False)
     call_estimate(model, data, iters, seed=11)
     if any(grad for _, _, grad in model.seen):
-        fail(MODULE, "estimate_loss ran the model with gradients enabled; wrap the loop in torch.no_grad() "
-                     "(no autograd graph, far less memory).")
+        fail(MODULE, "estimate_loss(model, data, 4, 8, 3, generator): no autograd graph is needed to measure a "
+                     "loss, and it costs memory.",
+             cause="your estimate_loss ran the model with gradients enabled: wrap the loop in torch.no_grad()")
     with_grad = [name for name, p in model.named_parameters() if p.grad is not None]
     if with_grad:
-        fail(MODULE, f"estimate_loss left gradients in {with_grad[0]} ...; it only measures: no backward.")
+        fail(MODULE, f"estimate_loss(model, data, 4, 8, 3, generator): {with_grad[0]} has a gradient after it; "
+                     f"it only measures: no backward.",
+             cause="your estimate_loss left gradients in the model's parameters")
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["from-train", "from-eval"])
@@ -755,8 +868,11 @@ def test_estimate_loss_restores_the_previous_mode(training):
     modes = {m.training for m in model.modules()}
     if modes != {training}:
         now = "train" if model.training else "eval"
-        fail(MODULE, f"a model in {'train' if training else 'eval'} mode was left in {now} mode by estimate_loss; "
-                     f"restore the mode it came in: was_training = model.training, ..., model.train(was_training).")
+        fail(MODULE, f"estimate_loss(model in {'train' if training else 'eval'} mode, data, 4, 8, 3, generator): "
+                     f"was_training = model.training, ..., model.train(was_training).",
+             cause=f"your estimate_loss left a model that came in {'train' if training else 'eval'} mode in {now} "
+                   f"mode: "
+                   f"restore the mode it came in")
 
 
 def one_parameter(seed):
@@ -767,17 +883,47 @@ def one_parameter(seed):
 
 def test_clip_grad_norm_accepts_a_single_tensor():
     p, want = one_parameter(81), one_parameter(81)
-    norm = run(mine().clip_grad_norm, p, 1.0)
-    want_norm = torch.nn.utils.clip_grad_norm_(want, 1.0)
-    expect_close(as_norm(norm, "clip_grad_norm(p, 1.0)"), want_norm.double(), "clip_grad_norm(p, 1.0) for one Tensor p",
-                 module=MODULE, hint="A single Tensor is one parameter: wrap it in a list (iterating a Tensor "
-                                     "gives its rows), as torch.nn.utils.clip_grad_norm_ does.")
-    expect_close(p.grad, want.grad, "p.grad after clip_grad_norm(p, 1.0)", module=MODULE,
-                 hint="A single Tensor is one parameter: wrap it in a list (iterating a Tensor gives its rows).")
+    want_norm = torch.nn.utils.clip_grad_norm_(want, 1.0).double()
+    listed = one_parameter(81)
+    try:
+        listed_norm = as_norm(run(mine().clip_grad_norm, [listed], 1.0), "clip_grad_norm([p], 1.0)")
+        as_list_ok = _close(listed_norm, want_norm) and _close(listed.grad, want.grad)
+    except NotImplementedError as error:
+        if TODO.match(str(error)):
+            raise  # an untouched TODO: "not started"
+        as_list_ok = False
+    except Exception:  # noqa: BLE001  the list form is tested elsewhere; here it only tells the cause apart
+        as_list_ok = False
+    single = ("a single Tensor is not handled as one parameter: clip_grad_norm([p], 1.0) is right but "
+              "clip_grad_norm(p, 1.0) is not; wrap a Tensor in a list first (iterating a Tensor gives its rows)")
+    try:
+        norm = run(mine().clip_grad_norm, p, 1.0)
+    except NotImplementedError as error:
+        if TODO.match(str(error)):
+            raise
+        fail(MODULE, f"clip_grad_norm(p, 1.0) for one Tensor p raised NotImplementedError: {error}",
+             cause=single if as_list_ok else None)
+    except Exception as error:  # noqa: BLE001
+        fail(MODULE, f"clip_grad_norm(p, 1.0) for one Tensor p raised {type(error).__name__}: {error}",
+             cause=single if as_list_ok else None)
+    what = "clip_grad_norm(p, 1.0) for one Tensor p"
+    got = as_norm(norm, what)
+    if as_list_ok and not (_close(got, want_norm) and _close(p.grad, want.grad)):
+        fail(MODULE, f"{what} returned {got.item():.6g} (expected {want_norm.item():.6g}) and left p.grad with norm "
+                     f"{p.grad.norm().item():.6g} (expected {want.grad.norm().item():.6g}).", cause=single)
+    hint = "This call passes one Tensor, not a list: it must do what clip_grad_norm([p], 1.0) does."
+    expect_close(got, want_norm, f"{what}: the returned norm", module=MODULE, hint=hint)
+    expect_close(p.grad, want.grad, f"{what}: p.grad after", module=MODULE, hint=hint)
+
+
+def _close(a, b):
+    return isinstance(a, torch.Tensor) and a.shape == b.shape and torch.allclose(a.double(), b.double(), atol=ATOL,
+                                                                                  rtol=RTOL)
 
 
 def test_clip_grad_norm_returns_a_tensor():
     norm = run(mine().clip_grad_norm, [one_parameter(83)], 1.0)
     if not isinstance(norm, torch.Tensor):
-        fail(MODULE, f"clip_grad_norm returned a {type(norm).__name__}; it returns the norm as a 0-d Tensor, as "
-                     f"torch.nn.utils.clip_grad_norm_ does (no .item()).")
+        fail(MODULE, f"clip_grad_norm([p], 1.0) returned {norm!r}: return the norm as a 0-d Tensor, as "
+                     f"torch.nn.utils.clip_grad_norm_ does (no .item()).",
+             cause=f"your clip_grad_norm returned a {type(norm).__name__}, not a Tensor")

@@ -8,7 +8,8 @@ in float64, by sorting). A count is accepted within 7 standard deviations (+2) o
 by the exact binomial tails a correct implementation lands outside with probability
 below 2e-8 per token (any p >= 0.0005), so below 1e-5 for this whole file. The kept set
 is checked exactly: a token outside it must never appear, and a kept token with
-N * p > 30 must appear.
+N * p > 30 must appear. A failed distribution names every known mistake whose
+distribution the counts fit (the settings are chosen so that few coincide).
 
 generate runs on the REFERENCE GPT (built directly or with GPT.from_hf), so this
 exercise does not depend on the learner's 06; with temperature 0 it must equal
@@ -26,7 +27,9 @@ from harness import fail, learner, perturb_parameters, randint, randn, reference
 MODULE = "generate"
 
 # Two logits rows over V = 8 tokens, deliberately not sorted, with no ties and no cumulative
-# probability near the top_p values used below (the nearest is 0.017 away).
+# probability near the top_p values used below (the nearest is 0.06 away). Each test's settings are
+# chosen so that the known mistakes below keep different token sets where the rows allow it; where two
+# mistakes still give the same distribution, the message names both.
 ROWS = torch.tensor([
     [0.3, 2.0, -0.4, 1.2, 0.9, -1.0, 1.6, 0.0],
     [1.1, -0.6, 0.4, 2.1, -0.2, 0.8, 1.5, 0.1],
@@ -40,7 +43,7 @@ def mine():
     return learner(MODULE)
 
 
-def call(fn, *args, advice="", **kwargs):
+def call(fn, *args, cause=None, **kwargs):
     """Call the learner's function; an exception (other than an untouched TODO) becomes a kata failure."""
     try:
         return fn(*args, **kwargs)
@@ -48,7 +51,7 @@ def call(fn, *args, advice="", **kwargs):
         raise
     except Exception as error:  # noqa: BLE001 - the message says which call raised what
         settings = ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if k != "generator")
-        fail(MODULE, f"{fn.__name__}({settings}) raised {type(error).__name__}: {error}. {advice}".strip())
+        fail(MODULE, f"{fn.__name__}({settings}) raised {type(error).__name__}: {error}.", cause=cause)
 
 
 def seeded(seed):
@@ -79,6 +82,8 @@ SENTENCES = {
     "top-p-before-temperature": "top-p uses the probabilities from before the temperature; divide by the "
                                 "temperature first",
     "nucleus-ascending": "top-p sorts the probabilities in ascending order; sort them descending (most likely first)",
+    "nucleus-keeps-one-more": "the nucleus keeps one token more than the one that crosses p (the mask is shifted "
+                              "twice): drop a token when the mass before it already reaches p",
 }
 
 
@@ -106,11 +111,15 @@ def expected_probs(row, temperature=1.0, top_k=None, top_p=None, mistake=None):
             ranked = sorted(ranked)
         elif mistake == "nucleus-ascending":
             ranked = ranked[::-1]
-        nucleus, mass = [], 0.0
+        nucleus, mass, crossed = [], 0.0, False
         for i in ranked:
             if mistake == "nucleus-drops-crossing":
                 if nucleus and mass + probs[i] > top_p:
                     break
+            elif mistake == "nucleus-keeps-one-more":
+                if crossed:
+                    break
+                crossed = mass >= top_p
             elif mass >= top_p:
                 break
             nucleus.append(i)
@@ -130,20 +139,23 @@ def softmax_over(z, keep):
 
 def check_tokens(out, batch, vocab, what):
     if not isinstance(out, torch.Tensor):
-        fail(MODULE, f"{what} returned {type(out).__name__}, expected a (B, 1) tensor of token ids.")
+        fail(MODULE, f"{what} returned {type(out).__name__}.", cause="your sample_next_token does not return a tensor")
     if tuple(out.shape) != (batch, 1):
         hint = " Keep the last dim: argmax(dim=-1, keepdim=True), torch.multinomial(probs, 1)." if out.numel() == batch else ""
-        fail(MODULE, f"{what} returned shape {tuple(out.shape)}, expected (B, 1) = ({batch}, 1).{hint}")
+        fail(MODULE, f"{what} returned shape {tuple(out.shape)}.{hint}",
+             cause=f"your sample_next_token's output is not (B, 1) = ({batch}, 1)")
     if out.dtype != torch.int64:
-        fail(MODULE, f"{what} returned dtype {str(out.dtype)[6:]}, expected int64 token ids (torch.long).")
+        fail(MODULE, f"{what} returned dtype {str(out.dtype)[6:]}.",
+             cause="your sample_next_token's token ids are not int64 (torch.long)")
     if out.numel() and (out.min() < 0 or out.max() >= vocab):
-        fail(MODULE, f"{what} returned token ids outside 0..{vocab - 1}.")
+        fail(MODULE, f"{what} returned ids from {int(out.min())} to {int(out.max())}.",
+             cause=f"your sample_next_token returned token ids outside 0..{vocab - 1}")
 
 
-def draw(rows=ROWS, n=N, seed=0, advice="Check the masking: at least one token must stay.", **settings):
+def draw(rows=ROWS, n=N, seed=0, cause=None, **settings):
     """One call of the learner's sample_next_token on each row repeated n times; counts (R, V)."""
     logits = rows.repeat_interleave(n, dim=0)
-    out = call(mine().sample_next_token, logits, generator=seeded(seed), **settings, advice=advice)
+    out = call(mine().sample_next_token, logits, generator=seeded(seed), **settings, cause=cause)
     check_tokens(out, logits.size(0), rows.size(1), f"sample_next_token({settings_text(settings)})")
     row = torch.arange(logits.size(0)) // n
     counts = torch.bincount(row * rows.size(1) + out[:, 0], minlength=rows.numel())
@@ -187,9 +199,22 @@ def problems(counts, n, want):
 MISTAKES_FOR = {
     "temperature": ["temperature-ignored", "temperature-multiplied"],
     "top_k": ["top-k-minus-1", "top-k-plus-1", "top-k-only-largest", "top-k-ignored"],
-    "top_p": ["nucleus-drops-crossing", "nucleus-unsorted", "nucleus-no-scatter", "top-p-before-top-k",
-              "top-p-before-temperature", "top-p-ignored", "nucleus-ascending"],
+    "top_p": ["nucleus-drops-crossing", "nucleus-keeps-one-more", "nucleus-unsorted", "nucleus-no-scatter",
+              "top-p-before-top-k", "top-p-before-temperature", "top-p-ignored", "nucleus-ascending"],
 }
+
+
+def matching_mistakes(counts, settings, rows=ROWS, n=N):
+    """Every known mistake (for the options in settings) whose distribution the counts fit, as one cause;
+    several when they give the same distribution on these rows."""
+    found = []
+    for name in (m for key in ("temperature", "top_k", "top_p") if key in settings for m in MISTAKES_FOR[key]):
+        candidate = [expected_probs(row, mistake=name, **settings) for row in rows]
+        if all(c is not None for c in candidate) and problems(counts, n, torch.stack(candidate)) is None:
+            found.append(SENTENCES[name])
+    if len(found) > 1:
+        return "one of these mistakes, which keep the same tokens here: " + "; or ".join(found)
+    return found[0] if found else None
 
 
 def expect_distribution(counts, settings, rows=ROWS, n=N, what="sample_next_token"):
@@ -197,13 +222,8 @@ def expect_distribution(counts, settings, rows=ROWS, n=N, what="sample_next_toke
     problem = problems(counts, n, want)
     if problem is None:
         return
-    text = f"{what}({settings_text(settings)}) on logits {rows_text(rows)}: {problem}."
-    for name in (m for key in ("temperature", "top_k", "top_p") if key in settings for m in MISTAKES_FOR[key]):
-        candidate = [expected_probs(row, mistake=name, **settings) for row in rows]
-        if all(c is not None for c in candidate) and problems(counts, n, torch.stack(candidate)) is None:
-            text += f" This looks like: {SENTENCES[name]}."
-            break
-    fail(MODULE, text)
+    fail(MODULE, f"{what}({settings_text(settings)}) on logits {rows_text(rows)}: {problem}.",
+         cause=matching_mistakes(counts, settings, rows, n), looks_like=True)
 
 
 # --- sample_next_token ---------------------------------------------------------------------------
@@ -213,19 +233,23 @@ def expect_distribution(counts, settings, rows=ROWS, n=N, what="sample_next_toke
 def test_temperature_zero_is_argmax(settings):
     logits = randn(500, 50, seed=1, scale=2.0)
     out = call(mine().sample_next_token, logits, temperature=0.0, **settings,
-               advice="Temperature 0 returns the argmax before anything divides by the temperature.")
+               cause="temperature 0 does not return the argmax before anything divides by the temperature")
     check_tokens(out, 500, 50, f"sample_next_token(temperature=0, {settings_text(settings)})")
     want = logits.argmax(dim=-1, keepdim=True)
     if not torch.equal(out, want):
         wrong = int((out != want).sum())
-        fail(MODULE, f"sample_next_token({settings_text(dict(temperature=0, **settings))}) must be greedy: {wrong} of 500 "
-                     f"rows are not the argmax of their logits. This looks like: greedy via sampling; with "
-                     f"temperature 0 return logits.argmax(dim=-1, keepdim=True), with no softmax and no draw.")
+        again = call(mine().sample_next_token, logits, temperature=0.0, **settings, generator=seeded(2))
+        sampled = not torch.equal(out, again)
+        fail(MODULE, f"sample_next_token({settings_text(dict(temperature=0, **settings))}): {wrong} of 500 rows are "
+                     f"not the argmax of their logits" + (", and a second call gave other tokens." if sampled else "."),
+             cause=("greedy via sampling: with temperature 0 return logits.argmax(dim=-1, keepdim=True), with no "
+                    "softmax and no draw") if sampled else "temperature 0 does not return the argmax of the logits")
 
 
 def test_returns_b_by_1_int64():
+    # every option left at its default (temperature 1.0, top_k None, top_p None, generator None)
     logits = randn(5, 11, seed=2)
-    out = call(mine().sample_next_token, logits, generator=seeded(3))
+    out = call(mine().sample_next_token, logits)
     check_tokens(out, 5, 11, "sample_next_token(logits (5, 11))")
 
 
@@ -238,21 +262,23 @@ def test_does_not_modify_logits(settings):
     before = logits.clone()
     call(mine().sample_next_token, logits, generator=seeded(5), **settings)
     if not torch.equal(logits, before):
-        fail(MODULE, f"sample_next_token({settings_text(settings)}) modified the logits it was given (modifying "
-                     f"logits in place); work on a new tensor: logits / temperature and masked_fill (not "
-                     f"masked_fill_, /=, or logits[...] = -inf) make one. Note that .float() of a float32 tensor is "
-                     f"the same tensor.")
+        fail(MODULE, f"sample_next_token({settings_text(settings)}, logits (6, 8)): work on a new tensor: "
+                     f"logits / temperature and masked_fill (not masked_fill_, /=, or logits[...] = -inf) make one. "
+                     f"Note that .float() of a float32 tensor is the same tensor.",
+             cause="your sample_next_token modified the logits it was given in place")
 
 
 def test_same_generator_seed_gives_same_draws():
     logits = ROWS.repeat(500, 1)
     settings = dict(temperature=0.8, top_k=6, top_p=0.9)
-    first = call(mine().sample_next_token, logits, generator=seeded(7), **settings)
-    second = call(mine().sample_next_token, logits, generator=seeded(7), **settings)
+    first = call(mine().sample_next_token, logits.clone(), generator=seeded(7), **settings)
+    second = call(mine().sample_next_token, logits.clone(), generator=seeded(7), **settings)
     check_tokens(first, 1000, V, "sample_next_token")
     if not torch.equal(first, second):
-        fail(MODULE, "two calls with generators seeded alike gave different tokens: the generator is not used. "
-                     "Pass generator=generator to the draw (torch.multinomial(probs, 1, generator=generator)).")
+        fail(MODULE, f"sample_next_token({settings_text(settings)}) on logits (1000, {V}), twice with generators "
+                     f"seeded 7, gave different tokens. Pass generator=generator to the draw "
+                     f"(torch.multinomial(probs, 1, generator=generator)).",
+             cause="your sample_next_token does not draw from the generator it is given")
 
 
 def test_samples_from_the_softmax():
@@ -279,14 +305,14 @@ def test_top_k_with_temperature():
 @pytest.mark.parametrize("top_k", [None, 0, V, V + 3])
 def test_top_k_none_zero_or_at_least_vocab_keeps_everything(top_k):
     settings = dict(top_k=top_k)
-    advice = f"top_k None, 0 or >= V (here V = {V}) keeps every token: apply top-k only when 0 < top_k < V."
-    expect_distribution(draw(seed=14, advice=advice, **settings), settings)
+    cause = f"top_k None, 0 or >= V (here V = {V}) must keep every token: apply top-k only when 0 < top_k < V"
+    expect_distribution(draw(seed=14, cause=cause, **settings), settings)
 
 
 def test_top_p_keeps_the_token_that_crosses_p():
-    # Sorted, each row's probabilities add up to about 0.57 after two tokens and 0.72 after three:
-    # with p = 0.7 the third token crosses p and stays.
-    settings = dict(top_p=0.7)
+    # Sorted, each row's probabilities add up to about 0.36 after one token and 0.58 after two: with
+    # p = 0.47 the second token crosses p and stays (one token if it were dropped, three if one more were kept).
+    settings = dict(top_p=0.47)
     expect_distribution(draw(seed=15, **settings), settings)
 
 
@@ -302,20 +328,21 @@ def test_top_p_none_or_one_keeps_everything(top_p):
 
 
 def test_top_p_uses_the_tempered_probabilities():
-    # With T = 0.5 three tokens reach p = 0.85; at T = 1 it would take five.
-    settings = dict(temperature=0.5, top_p=0.85)
+    # With T = 0.5 the most likely token alone has 0.55 and 0.63 >= p = 0.37; at T = 1 row 0's has 0.34 < p, so
+    # top-p from the untempered probabilities would keep two tokens there.
+    settings = dict(temperature=0.5, top_p=0.37)
     expect_distribution(draw(seed=18, **settings), settings)
 
 
 def test_top_k_then_top_p_on_the_renormalised_probabilities():
-    # After top-k (k = 4) the kept probabilities are renormalised: two tokens reach p = 0.6 (three would
-    # be needed with the probabilities from before top-k).
-    settings = dict(top_k=4, top_p=0.6)
+    # After top-k (k = 3) the kept probabilities are renormalised: the most likely token alone has 0.47 and 0.52
+    # >= p = 0.36; with row 0's probabilities from before top-k (0.34) it would take two.
+    settings = dict(top_k=3, top_p=0.36)
     expect_distribution(draw(seed=19, **settings), settings)
 
 
 def test_all_options_together():
-    settings = dict(temperature=0.8, top_k=6, top_p=0.9)
+    settings = dict(temperature=1.5, top_k=6, top_p=0.62)
     expect_distribution(draw(seed=20, **settings), settings)
 
 
@@ -348,38 +375,40 @@ def generate(model, idx, max_new_tokens, **kwargs):
         return mine().generate(model, idx, max_new_tokens, **kwargs)
     except ValueError as error:
         if "block_size" in str(error):
-            fail(MODULE, f"generate fed the model more than block_size = {model.config.block_size} tokens "
-                         f"(no context crop): crop the context to the last block_size tokens, "
-                         f"idx[:, -block_size:], before each forward. The model said: {error}")
+            fail(MODULE, f"generate(model, idx {tuple(idx.shape)}, {max_new_tokens}): the model said: {error}",
+                 cause=f"your generate fed the model more than block_size = {model.config.block_size} tokens (no "
+                       f"context crop): crop the context to the last block_size tokens, idx[:, -block_size:], before each "
+                       f"forward")
         raise
 
 
 def check_generated(out, idx, max_new_tokens, what):
     B, T = idx.shape
     if not isinstance(out, torch.Tensor):
-        fail(MODULE, f"{what} returned {type(out).__name__}, expected a (B, T + max_new_tokens) tensor.")
+        fail(MODULE, f"{what} returned {type(out).__name__}.", cause="your generate does not return a tensor")
     if tuple(out.shape) != (B, T + max_new_tokens):
-        fail(MODULE, f"{what} returned shape {tuple(out.shape)}, expected (B, T + max_new_tokens) = "
-                     f"({B}, {T + max_new_tokens}): the prompt followed by the new tokens.")
+        fail(MODULE, f"{what} returned shape {tuple(out.shape)}: the prompt followed by the new tokens.",
+             cause=f"your generate's output is not (B, T + max_new_tokens) = ({B}, {T + max_new_tokens})")
     if out.dtype != torch.int64:
-        fail(MODULE, f"{what} returned dtype {str(out.dtype)[6:]}, expected int64 token ids.")
+        fail(MODULE, f"{what} returned dtype {str(out.dtype)[6:]}.", cause="your generate's token ids are not int64")
     if not torch.equal(out[:, :T], idx):
-        fail(MODULE, f"{what}: the output does not start with the prompt; return torch.cat((idx, new tokens), dim=1).")
+        fail(MODULE, f"{what}: return torch.cat((idx, new tokens), dim=1).",
+             cause="your generate's output does not start with the prompt")
 
 
-def expect_greedy(out, want, what, likely=(), hint=None):
-    """likely: (sentence, predicate(out) -> bool) pairs naming known mistakes."""
+def expect_greedy(out, want, what, likely=(), hint=None, otherwise=None):
+    """likely: (sentence, predicate(out) -> bool) pairs naming known mistakes; every one that holds is named.
+    otherwise: a cause the test established by other means, named when no known mistake matches.
+    hint: what the test isolates, said when no known mistake matches (never a guess)."""
     if torch.equal(out, want):
         return
     first = int((out != want).any(dim=0).nonzero()[0])
     text = (f"{what} differs from greedy decoding from token {first} on: yours {out[:, first:].tolist()}, "
             f"expected {want[:, first:].tolist()}.")
-    found = next((sentence for sentence, matches in likely if matches(out)), None)
-    if found:
-        text += f" This looks like: {found}."
-    elif hint:
+    found = [sentence for sentence, matches in likely if matches(out)] or ([otherwise] if otherwise else [])
+    if not found and hint:
         text += f" {hint}"
-    fail(MODULE, text)
+    fail(MODULE, text, cause="; and ".join(found) or None, looks_like=True)
 
 
 def greedy_mistakes(model, idx, n, rerun):
@@ -408,7 +437,8 @@ def test_generate_does_not_modify_the_prompt():
     before = idx.clone()
     generate(model, idx, 3, generator=seeded(33))
     if not torch.equal(idx, before):
-        fail(MODULE, "generate modified the prompt idx in place; build the output with torch.cat, a new tensor.")
+        fail(MODULE, "generate(model, idx (2, 4), 3): build the output with torch.cat, a new tensor.",
+             cause="your generate modified the prompt idx in place")
 
 
 def test_generate_greedy_matches_a_written_out_loop():
@@ -441,9 +471,21 @@ def test_generate_passes_top_k_and_top_p_on(settings):
     out = generate(model, idx, 5, temperature=1.0, generator=seeded(40), **settings)
     check_generated(out, idx, 5, f"generate({settings_text(settings)})")
     name = next(iter(settings))
-    expect_greedy(out, greedy(model, idx, 5), f"generate(temperature=1, {settings_text(settings)})",
-                  hint=f"With {settings_text(settings)} only the most likely token can be drawn: pass {name} on to "
-                       f"sample_next_token.")
+    want = greedy(model, idx, 5)
+    otherwise = None
+    if not torch.equal(out, want):
+        # If your generate(temperature=0) is greedy and your sample_next_token with this setting alone keeps only
+        # the argmax, then generate is not passing the setting on.
+        logits = randn(200, 61, seed=41, scale=2.0)
+        alone = call(mine().sample_next_token, logits, temperature=1.0, generator=seeded(41), **settings)
+        sampler_greedy = isinstance(alone, torch.Tensor) and torch.equal(alone, logits.argmax(dim=-1, keepdim=True))
+        if sampler_greedy and torch.equal(generate(model, idx, 5, temperature=0.0), want):
+            otherwise = (f"{name} is not passed on to sample_next_token: generate(temperature=0) is greedy and your "
+                         f"sample_next_token({settings_text(settings)}) alone keeps only the argmax, but "
+                         f"generate(temperature=1, {settings_text(settings)}) draws other tokens")
+    expect_greedy(out, want, f"generate(temperature=1, {settings_text(settings)})",
+                  likely=[greedy_mistakes(model, idx, 5, None)[0]], otherwise=otherwise,
+                  hint=f"With {settings_text(settings)} only the most likely token can be drawn.")
 
 
 class FixedLogits(nn.Module):
@@ -482,11 +524,42 @@ def test_generate_samples_the_next_token_with_temperature_and_top_k():
         ("the token is drawn from the logits of the first position; it comes from the last, logits[:, -1, :]",
          expected_probs(ROWS[1], **settings)),
     ]
-    for sentence, probs in candidates:
-        if problems(counts, n, probs[None]) is None:
-            text += f" This looks like: {sentence}."
-            break
-    fail(MODULE, text)
+    sampler = sampler_problem(settings, n)
+    if sampler:
+        fail(MODULE, text, cause=sampler)
+    found = [sentence for sentence, probs in candidates if problems(counts, n, probs[None]) is None]
+    fail(MODULE, text, cause="; or ".join(found) or None, looks_like=True)
+
+
+def sampler_problem(settings, n):
+    """If your sample_next_token alone, with these settings on ROWS[0], is off: the sentence saying so (with its
+    known mistake when one matches); None when it is right, so that what remains is generate's own part."""
+    logits = ROWS[:1].repeat_interleave(n, dim=0)
+    out = call(mine().sample_next_token, logits, generator=seeded(46), **settings)
+    counts = torch.bincount(out[:, 0], minlength=V).double()[None]
+    if problems(counts, n, expected_probs(ROWS[0], **settings)[None]) is None:
+        return None
+    mistake = matching_mistakes(counts, settings, rows=ROWS[:1], n=n)
+    return (f"your sample_next_token({settings_text(settings)}) alone is off on these logits"
+            + (f": {mistake}" if mistake else " (its own tests say how)"))
+
+
+def test_generate_defaults_sample_at_temperature_1():
+    # generate(model, idx, 1, generator=...) with temperature, top_k and top_p left at their defaults
+    # (1.0, None, None): the new token follows softmax(ROWS[0]).
+    n = 2 * N
+    idx = torch.zeros(n, 3, dtype=torch.long)
+    out = generate(FixedLogits(), idx, 1, generator=seeded(45))
+    check_generated(out, idx, 1, f"generate(idx ({n}, 3), 1)")
+    counts = torch.bincount(out[:, -1], minlength=V).double()[None]
+    problem = problems(counts, n, expected_probs(ROWS[0])[None])
+    if problem is None:
+        return
+    greedy_only = counts[0, int(ROWS[0].argmax())] == n
+    fail(MODULE, f"generate(..., max_new_tokens=1) with its defaults and the last position's logits "
+                 f"{rows_text(ROWS[:1])[1:-1]}: the new token's distribution is off: {problem}.",
+         cause=sampler_problem({}, n) or (
+             "your generate's default temperature is not 1.0: it decodes greedily" if greedy_only else None))
 
 
 def test_generate_same_generator_seed_gives_same_tokens():
@@ -496,8 +569,8 @@ def test_generate_same_generator_seed_gives_same_tokens():
     second = generate(model, idx, 6, temperature=1.0, generator=seeded(44))
     check_generated(first, idx, 6, "generate")
     if not torch.equal(first, second):
-        fail(MODULE, "generate with generators seeded alike gave different tokens: pass generator on to "
-                     "sample_next_token.")
+        fail(MODULE, "generate(model, idx (4, 3), 6, temperature=1.0) twice, with generators seeded 44: the tokens "
+                     "differ.", cause="your generate does not pass its generator on to sample_next_token")
 
 
 class Spy(nn.Module):
@@ -520,10 +593,12 @@ def test_generate_runs_without_gradients():
     out = generate(spy, idx, 3, temperature=0.0)
     check_generated(out, idx, 3, "generate")
     if not spy.calls:
-        fail(MODULE, "generate never called the model: logits, _ = model(context).")
+        fail(MODULE, "generate(model, idx (2, 3), 3, temperature=0): logits, _ = model(context).",
+             cause="your generate never called the model")
     if any(c["grad"] for c in spy.calls):
-        fail(MODULE, "generate ran the model with gradients enabled: wrap the loop in torch.no_grad() (generation "
-                     "needs no backward pass, and the graph costs memory).")
+        fail(MODULE, "generate(model, idx (2, 3), 3, temperature=0): generation needs no backward pass, and the "
+                     "graph costs memory.",
+             cause="your generate ran the model with gradients enabled: wrap the loop in torch.no_grad()")
 
 
 def test_generate_runs_in_eval_mode():
@@ -536,10 +611,17 @@ def test_generate_runs_in_eval_mode():
         torch.manual_seed(0)  # dropout draws from the global generator: keep the test repeatable
         out = generate(model, idx, 6, temperature=0.0)
     check_generated(out, idx, 6, "generate")
-    if not torch.equal(out, want):
-        fail(MODULE, "generate(temperature=0) on a model in train mode with dropout 0.5 differs from greedy decoding "
-                     "in eval mode: call model.eval() before generating (dropout must be off), and restore the "
-                     "model's mode afterwards.")
+    if torch.equal(out, want):
+        return
+    if not torch.equal(generate(model.eval(), idx, 6, temperature=0.0), want):
+        fail(MODULE, "generate(temperature=0) is not greedy even on a model in eval mode "
+                     "(test_generate_greedy_matches_a_written_out_loop says how), so this test cannot tell whether "
+                     "it switches a model in train mode to eval mode.")
+    # your generate is greedy on a model in eval mode, but not on one in train mode: dropout was on
+    fail(MODULE, f"generate(model in train mode with dropout 0.5, idx (3, 4), 6, temperature=0) gave "
+                 f"{out[:, 4:].tolist()}, greedy decoding in eval mode {want[:, 4:].tolist()}: call model.eval() "
+                 f"before generating, and restore the model's mode afterwards.",
+         cause="your generate ran the model with dropout on: call model.eval() before generating")
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
@@ -551,10 +633,12 @@ def test_generate_restores_the_models_mode(mode):
     wrong = [name or "the model" for name, m in model.named_modules() if m.training != (mode == "train")]
     if wrong:
         if mode == "train":
-            fail(MODULE, "generate left a model that was in train mode in eval mode (not restoring train mode): save "
-                         "was_training = model.training first and call model.train(was_training) at the end.")
-        fail(MODULE, "generate put a model that was in eval mode into train mode: restore the saved mode, "
-                     "model.train(was_training), rather than calling model.train().")
+            fail(MODULE, "generate(model in train mode, idx (2, 3), 2, temperature=0): save was_training = "
+                         "model.training first and call model.train(was_training) at the end.",
+                 cause="your generate left a model that was in train mode in eval mode (not restoring train mode)")
+        fail(MODULE, "generate(model in eval mode, idx (2, 3), 2, temperature=0): restore the saved mode, "
+                     "model.train(was_training), rather than calling model.train().",
+             cause="your generate put a model that was in eval mode into train mode")
 
 
 @pytest.mark.hf

@@ -13,10 +13,16 @@ possible loss, its entropy rate H, is known exactly (about 0.62 nats/token).
     (d) greedy samples follow the corpus's rules (which character may follow which).
 
 The model is trained once per run of this file (a module fixture); each test
-reads the result.
+reads the result. A failure names a cause only when a measurement establishes
+it: on the trained model (do its logits depend on earlier tokens, did its
+parameters move), or on your functions alone (is get_batch's y shifted, is the
+loss the cross-entropy of the logits, does train_step report the mean loss,
+does generate equal greedy decoding written out here or a known mistake of
+it). Otherwise it says what was measured and where to look.
 """
 
 import contextlib
+import copy
 import math
 
 import numpy as np
@@ -91,9 +97,10 @@ def source_loss(windows):
 class Run:
     """What training produced: the model, losses before and after, the losses train_step returned."""
 
-    def __init__(self, model, initial, final, train_losses, source, windows):
+    def __init__(self, model, initial, final, train_losses, source, windows, initial_state, data):
         self.model, self.initial, self.final = model, initial, final
         self.train_losses, self.source, self.windows = train_losses, source, windows
+        self.initial_state, self.data = initial_state, data  # the parameters before training; the training tokens
 
     def curve(self):
         shown = [0, 10, 25, 50, 100, 150, len(self.train_losses) - 1]
@@ -125,6 +132,7 @@ def _train(seed, steps):
         torch.manual_seed(seed)
         model = learner("gpt").GPT(config())  # first, so that a learner who has not started sees it at once
         windows = held_out_windows()
+        initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         initial = held_out_loss(model, windows)
         optimizer = learner("optim").configure_optimizers(model, lr=MAX_LR)
         lr_at, get_batch, train_step = learner("optim").lr_at, learner("train").get_batch, learner("train").train_step
@@ -136,7 +144,7 @@ def _train(seed, steps):
             lr = lr_at(step, WARMUP, steps, MAX_LR, MIN_LR)
             train_losses.append(float(train_step(model, optimizer, batches, grad_clip=1.0, lr=lr)))
         final = held_out_loss(model, windows)
-    return Run(model, initial, final, train_losses, source_loss(windows), windows)
+    return Run(model, initial, final, train_losses, source_loss(windows), windows, initial_state, data)
 
 
 @pytest.fixture(scope="module")
@@ -150,92 +158,236 @@ def setting():
             f"{MAX_LR:g} -> {MIN_LR:g}))")
 
 
+# --- measurements that tell causes apart (each a property of your code, checked on the trained model) ----------
+
+
+def largest_initial_weight(run):
+    """(name, std) of the fresh model's 2-D weight with the largest std."""
+    stds = [(name, t.double().std().item()) for name, t in run.initial_state.items() if t.dim() == 2]
+    return max(stds, key=lambda item: item[1])
+
+
+def parameters_moved(run):
+    """Whether training changed any parameter."""
+    now = run.model.state_dict()
+    return any(not torch.equal(now[k], v) for k, v in run.initial_state.items())
+
+
+def have_gradients(run):
+    """Whether any parameter holds a non-zero gradient after training (train_step leaves them in p.grad)."""
+    return any(p.grad is not None and bool(torch.any(p.grad != 0)) for p in run.model.parameters())
+
+
+def depends_only_on_the_last_token(run):
+    """Whether the logits at the last position stay the same when every earlier token changes."""
+    x = run.windows[:16, :-1]
+    other = run.windows[16:32, :-1].clone()
+    other[:, -1] = x[:, -1]
+    model = run.model.eval()
+    with torch.no_grad(), one_thread():
+        a, b = model(x)[0][:, -1], model(other)[0][:, -1]
+    return bool(torch.allclose(a, b, atol=1e-4, rtol=1e-4))
+
+
+def wrong_targets(run):
+    """A sentence naming what feeds the model targets other than the next token, or None: get_batch's y, or
+    the loss GPT.forward computes from its logits (both checked directly)."""
+    x, y = learner("train").get_batch(run.data, 4, BLOCK_SIZE, generator=torch.Generator().manual_seed(7))
+    if not torch.equal(y[:, :-1].cpu(), x[:, 1:].cpu()):
+        return ("your get_batch's y is not x moved one token to the right (y[:, t] must be data[s + t + 1], the token "
+                "after x[:, t]), so the model was trained on other targets than the next token")
+    model = run.model.eval()
+    with torch.no_grad(), one_thread():
+        logits, loss = model(x, y)
+    flat = lambda lg, tg: (lg.reshape(-1, lg.size(-1)).double(), tg.reshape(-1))  # noqa: E731
+    want = F.cross_entropy(*flat(logits, y)).item()
+    if loss is not None and abs(float(loss) - want) > 1e-3 * max(1.0, want):
+        shifted = F.cross_entropy(*flat(logits[:, :-1], y[:, 1:])).item()
+        if abs(float(loss) - shifted) <= 1e-3 * max(1.0, shifted):
+            return ("GPT.forward's loss shifts the targets again (it compares logits[:, t] with targets[:, t + 1]), "
+                    "so the model learned the token after next; targets are already shifted")
+        return (f"GPT.forward's loss ({float(loss):.4f}) is not the cross-entropy of its logits with the targets "
+                f"({want:.4f}), so the model was trained on something other than the next token")
+    return None
+
+
+def train_step_misreports(run):
+    """A sentence if train_step returns something other than the mean loss of its micro-batches (checked on a
+    copy of the trained model with lr=0), else None."""
+    model = copy.deepcopy(run.model)
+    generator = torch.Generator().manual_seed(8)
+    batches = [learner("train").get_batch(run.data, BATCH, BLOCK_SIZE, generator=generator) for _ in range(2)]
+    with torch.no_grad(), one_thread():
+        model.train()
+        want = float(np.mean([model(x, y)[1].item() for x, y in batches]))
+        optimizer = learner("optim").configure_optimizers(model, lr=0.0)
+    with one_thread():
+        got = float(learner("train").train_step(model, optimizer, batches, grad_clip=1.0, lr=0.0))
+    if abs(got - want) > 1e-4 * max(1.0, want):
+        return (f"your train_step does not return the mean loss of its micro-batches (it returned {got:.4f} for two "
+                f"micro-batches whose mean loss is {want:.4f})")
+    return None
+
+
+def initial_loss_problem(run):
+    """The established cause when the fresh model's loss is not about ln(V), else None."""
+    if abs(run.initial - math.log(V)) <= MARGIN_INIT:
+        return None
+    measured = (f"the initial loss of your fresh GPT on held-out text is {run.initial:.3f}, not about ln(vocab_size) "
+                f"= ln({V}) = {math.log(V):.3f} (within {MARGIN_INIT}), the loss of a model that spreads its bets "
+                f"evenly")
+    name, std = largest_initial_weight(run)
+    if std > 0.05:
+        cause = (f"{measured}: the fresh model's weights are not as init_weights leaves them ({name} has std "
+                 f"{std:.3g}; init_weights draws normal(0, 0.02))")
+    else:
+        cause = measured
+    return cause
+
+
 def test_initial_loss_is_about_ln_vocab(run):
-    if not abs(run.initial - math.log(V)) <= MARGIN_INIT:
-        fail(MODULE, f"the initial loss of your fresh GPT on held-out text is {run.initial:.3f}; expected about "
-                     f"ln(vocab_size) = ln({V}) = {math.log(V):.3f} (within {MARGIN_INIT}), the loss of a model "
-                     f"that spreads its bets evenly. Far above means the initial logits are large: check "
-                     f"init_weights (normal(0, 0.02) for every Linear and Embedding weight, zero biases, "
-                     f"norm weights 1, called from GPT.__init__) and that lm_head is tied to wte. "
-                     f"The loss is cross_entropy of the logits and the targets.")
+    cause = initial_loss_problem(run)
+    if cause is None:
+        return
+    fail(MODULE, "Far above means the initial logits are large. Places to look: init_weights (normal(0, 0.02) for "
+                 "every Linear and Embedding weight, zero biases, norm weights 1, called from GPT.__init__), the "
+                 "tying of lm_head to wte, and the loss (cross_entropy of the logits and the targets); test 06 "
+                 "checks each.", cause=cause)
 
 
 def test_loss_falls_to_the_entropy(run):
     excess = run.final - run.source
     if math.isfinite(run.final) and excess <= MARGIN_ABOVE:
         return
-    text = (f"after training {setting()} the held-out loss is {run.final:.3f} nats/token; the corpus's entropy "
+    text = (f"After training {setting()} the held-out loss is {run.final:.3f} nats/token; the corpus's entropy "
             f"is H = {H:.3f} (on these tokens the source itself scores {run.source:.3f}) and the loss should "
             f"end within {MARGIN_ABOVE} of it. It started at {run.initial:.3f}; train_step returned, by step: "
             f"{run.curve()}.")
     late = run.late_train_loss()
-    if math.isfinite(late) and late < run.final - 0.3:
-        fail(MODULE, f"your GPT learned to predict something other than the next token: {text} The loss "
-                     f"train_step reports fell to {late:.3f}, but the next token of held-out text is predicted "
-                     f"badly. Likely causes: the loss compares the logits with the wrong targets (targets are "
-                     f"already shifted: cross_entropy of logits (B*T, V) with targets (B*T,), no further shift), "
-                     f"or get_batch's y is not x moved one token to the right.")
+    upstream = initial_loss_problem(run)
+    if upstream:
+        fail(MODULE, text + " Training starts from the fresh model: fix test_initial_loss_is_about_ln_vocab first.",
+             cause=f"{upstream}; training from there did not reach the entropy")
+    if math.isfinite(late) and late < run.final - 0.3 and late < run.initial - 0.5:
+        cause = wrong_targets(run) or train_step_misreports(run) or (
+            f"your GPT learned to predict something other than the next token: the loss train_step reports fell "
+            f"to {late:.3f}, but the next token of held-out text is predicted with loss {run.final:.3f}")
+        fail(MODULE, text + " Places to look: the targets (already shifted: cross_entropy of logits (B*T, V) "
+                            "with targets (B*T,), no further shift) and get_batch's y.", cause=cause)
     if not math.isfinite(run.final) or run.final > run.initial - 1.0:
-        fail(MODULE, f"your GPT did not learn: {text} Likely causes: train_step does not call backward or "
-                     f"optimizer.step(), or does not zero the gradients; AdamW does not change the parameters, "
-                     f"moves them the wrong way (p -= lr * update), or leaves lr out of the step; lr_at returns 0 "
-                     f"or a huge lr. Tests 07 and 08 say which.")
+        if not parameters_moved(run):
+            how = ("its parameters did not change at all in training"
+                   + ("" if have_gradients(run) else ", and after training no parameter holds a gradient"))
+        else:
+            how = "its parameters changed, but the held-out loss did not fall by 1 nat"
+        fail(MODULE, text + " Places to look: train_step (backward, optimizer.step(), zeroing the gradients), "
+                            "AdamW's update (it must move p by -lr * m_hat / (sqrt(v_hat) + eps)) and lr_at; tests "
+                            "07 and 08 check each.",
+             cause=f"your GPT did not learn: {how}")
     if excess <= (H_BIGRAM - H) + 0.1:
-        fail(MODULE, f"your GPT learned, but not enough: {text} A model that predicts from the last character "
-                     f"only gets stuck at {H_BIGRAM:.3f} (the rules fix which characters may follow, the two "
-                     f"previous characters fix how likely each is). Likely causes: attention does not reach "
-                     f"earlier positions (the mask hides too much: each position must see itself and every "
-                     f"earlier one), positions are not added, or training is slowed by a wrong AdamW detail "
-                     f"(bias correction, weight decay) or lr schedule.")
-    fail(MODULE, f"your GPT learned something but did not reach the entropy: {text} Likely causes: the "
-                 f"optimizer (bias correction, weight decay, betas) or the lr schedule is wrong, the gradients are "
-                 f"not zeroed between steps, or clipping scales them wrongly (tests 07 and 08 say which).")
+        if depends_only_on_the_last_token(run):
+            cause = (f"your GPT predicts from the last character only: its logits at a position do not change when "
+                     f"every earlier token changes, so the loss stalls near H(next | last character) = "
+                     f"{H_BIGRAM:.3f}; attention must reach every earlier position, not only the token itself")
+        else:
+            cause = (f"your GPT learned, but its loss stopped near {H_BIGRAM:.3f}, the best possible from the last "
+                     f"character only (the two previous characters fix how likely each next one is)")
+        fail(MODULE, text + " Places to look: the causal mask (each position sees itself and every earlier one), "
+                            "the positions (wpe or rope), and AdamW or lr_at details that slow training.",
+             cause=cause)
+    fail(MODULE, text + " Places to look: AdamW (bias correction, weight decay, betas), lr_at, zeroing the "
+                        "gradients between steps, and clipping (tests 07 and 08 check each).",
+         cause=f"your GPT learned something but did not reach the entropy: it stopped {excess:.3f} nats above it")
 
 
 def test_loss_is_not_below_the_entropy(run):
     if run.final >= run.source - MARGIN_BELOW:
         return
-    fail(MODULE, f"the held-out loss is {run.final:.3f} nats/token, far below the corpus's entropy H = {H:.3f} "
-                 f"(the source itself scores {run.source:.3f} on these tokens), the best any model that predicts "
-                 f"from the past can do. So the model sees the future: position t can look at the token it must "
-                 f"predict. Check the causal mask in causal_attention: query i may see keys 0 .. i only "
-                 f"(tril, not triu; masked_fill with -inf where the mask is False).")
+    fail(MODULE, f"The held-out loss is {run.final:.3f} nats/token, below the corpus's entropy H = {H:.3f} (the "
+                 f"source itself scores {run.source:.3f} on these tokens), the best any model that predicts from "
+                 f"the past can do. Check the causal mask in causal_attention: query i may see keys 0 .. i only "
+                 f"(tril, not triu; masked_fill with -inf where the mask is False).",
+         cause="your GPT sees the future: position t can look at the token it must predict")
 
 
 def test_training_loss_is_not_below_the_entropy(run):
     late = run.late_train_loss()
     if math.isfinite(late) and late >= H - MARGIN_BELOW:
         return
-    fail(MODULE, f"over the last 20 steps train_step returned a mean loss of {late:.3f} nats/token, below the "
-                 f"corpus's entropy H = {H:.3f}, which no model can beat on text it predicts from the past (the "
-                 f"held-out loss is {run.final:.3f}). The model sees the future or trains on targets it can see in "
-                 f"its inputs: get_batch's y must be x moved one token to the right (y[t] = data[s + t + 1]), "
-                 f"and the causal mask must hide every later position. Or train_step returns something other than "
-                 f"the mean loss of its micro-batches.")
+    text = (f"Over the last 20 steps train_step returned a mean loss of {late:.3f} nats/token, below the corpus's "
+            f"entropy H = {H:.3f}, which no model can beat on text it predicts from the past; the held-out loss is "
+            f"{run.final:.3f} (the source scores {run.source:.3f}).")
+    if run.final < run.source - MARGIN_BELOW:
+        cause = "your GPT sees the future: its held-out loss is below the entropy too"
+    elif run.final - run.source > MARGIN_ABOVE:
+        cause = wrong_targets(run) or (
+            "your GPT is trained on targets it can see in its inputs, other than the next token: its held-out "
+            "next-token loss is far above the entropy")
+    else:
+        cause = train_step_misreports(run) or wrong_targets(run) or (
+            f"the loss train_step reports ({late:.3f}) is below the corpus's entropy, though the held-out loss is not")
+    fail(MODULE, text, cause=cause)
 
 
-def greedy_samples(run, n_prompts=8, prompt_len=2, new=BLOCK_SIZE + 8):
+def greedy_samples(run, n_prompts=8, prompt_len=2, new=BLOCK_SIZE + 8, seed=0):
     """Greedy continuations (temperature 0) of n_prompts held-out prompts, longer than block_size in total."""
     prompts = run.windows[:n_prompts, :prompt_len].clone()
     try:
-        with one_thread():
+        with one_thread(), torch.random.fork_rng():
+            torch.manual_seed(seed)  # a generate that samples draws from the global generator
             out = learner("generate").generate(run.model, prompts, new, temperature=0.0)
     except ValueError as error:
         fail(MODULE, f"generate(model, idx {tuple(prompts.shape)}, max_new_tokens={new}, temperature=0) raised "
-                     f"ValueError: {error} -- the sequence outgrows block_size={BLOCK_SIZE}: crop the context "
-                     f"to its last block_size tokens before each forward pass.")
+                     f"ValueError: {error}",
+             cause=f"your generate feeds the model more than block_size={BLOCK_SIZE} tokens: crop the context to its "
+                   f"last block_size tokens before each forward pass")
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (n_prompts, prompt_len + new):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         fail(MODULE, f"generate(model, idx {tuple(prompts.shape)}, max_new_tokens={new}) returned {got}; expected "
-                     f"{(n_prompts, prompt_len + new)}: the prompt followed by the new tokens.")
+                     f"{(n_prompts, prompt_len + new)}.",
+             cause="your generate does not return the prompt followed by the new tokens")
     if not torch.equal(out[:, :prompt_len].cpu(), prompts):
-        fail(MODULE, "generate must return the prompt unchanged, followed by the new tokens.")
+        fail(MODULE, f"generate(model, idx {tuple(prompts.shape)}, max_new_tokens={new}): the first {prompt_len} "
+                     f"tokens of each row are {out[:2, :prompt_len].tolist()} ..., the prompts "
+                     f"{prompts[:2].tolist()} ....",
+             cause="your generate does not return the prompt unchanged, followed by the new tokens")
     return out.cpu()
+
+
+def written_out_greedy(model, prompts, new, position=-1, crop="last"):
+    """Greedy decoding written out here, on the trained model; with other arguments, known mistakes."""
+    idx = prompts.clone()
+    model.eval()
+    with torch.no_grad(), one_thread():
+        for _ in range(new):
+            context = idx[:, -BLOCK_SIZE:] if crop == "last" else idx[:, :BLOCK_SIZE]
+            logits = model(context)[0]
+            idx = torch.cat((idx, logits[:, position].argmax(dim=-1, keepdim=True)), dim=1)
+    return idx
+
+
+def generate_mistake(run, samples):
+    """The known generate mistake whose output equals samples (every one that does), or None."""
+    prompts, new = samples[:, :2], samples.size(1) - 2
+    right = written_out_greedy(run.model, prompts, new)
+    if torch.equal(samples, right):
+        return None  # generate is right; the model's own argmax breaks the rules
+    found = []
+    if torch.equal(samples, written_out_greedy(run.model, prompts, new, position=0)):
+        found.append("generate takes the logits of the first position; the next token comes from the last, "
+                     "logits[:, -1, :]")
+    if torch.equal(samples, written_out_greedy(run.model, prompts, new, crop="first")):
+        found.append("generate crops the context to its first block_size tokens; keep the last ones, "
+                     "idx[:, -block_size:]")
+    if not found and not torch.equal(samples, greedy_samples(run, seed=1)):
+        found.append("with temperature 0 generate samples instead of taking the argmax (two runs gave different "
+                     "tokens): pass the temperature on to sample_next_token, which returns the argmax for 0")
+    return "; or ".join(found) or None
 
 
 def learned_note(run):
     if run.final - run.source > MARGIN_ABOVE:
-        return f" (The model did not learn the corpus either, see test_loss_falls_to_the_entropy: fix that first.)"
+        return " The model did not learn the corpus either (see test_loss_falls_to_the_entropy): fix that first."
     return ""
 
 
@@ -247,12 +399,12 @@ def test_greedy_samples_follow_the_rules(run):
             t = bad[0]
             prev, nxt = synthetic.SYMBOLS[row[t - 1]], synthetic.SYMBOLS[row[t]]
             may = ", ".join(repr(synthetic.SYMBOLS[i]) for i in synthetic.SUCCESSORS[row[t - 1]])
-            fail(MODULE, f"a greedy sample from your trained GPT breaks the corpus's rules: {show(row)} has "
-                         f"{nxt!r} after {prev!r} at position {t}, but only {may} may follow {prev!r}. "
-                         f"{len(bad)} of its {len(row) - 1} steps break them. Likely causes: generate takes the "
-                         f"logits of the first position instead of the last (logits[:, -1, :]), crops the context "
-                         f"to its first block_size tokens instead of its last, or appends the new token in the "
-                         f"wrong place.{learned_note(run)}")
+            fail(MODULE, f"A greedy sample from your trained GPT breaks the corpus's rules: {show(row)} has "
+                         f"{nxt!r} after {prev!r} at position {t}, but only {may} may follow {prev!r}; "
+                         f"{len(bad)} of its {len(row) - 1} steps break them. Greedy decoding written out here "
+                         f"(argmax of the last position's logits, context cropped to its last block_size tokens) "
+                         f"is what generate(temperature=0) must return.{learned_note(run)}",
+                 cause=generate_mistake(run, samples), looks_like=True)
 
 
 def test_greedy_samples_pick_the_most_likely_token(run):
@@ -265,9 +417,7 @@ def test_greedy_samples_pick_the_most_likely_token(run):
             wrong += [(row, t) for row in range(len(samples)) if chosen[row] < logits[row].max() - 1e-4]
     if wrong:
         row, t = wrong[0]
-        fail(MODULE, f"with temperature 0, generate must pick the most likely next token (argmax of the logits "
+        fail(MODULE, f"With temperature 0, generate must pick the most likely next token (argmax of the logits "
                      f"at the last position, given the last block_size tokens), but {len(wrong)} of the "
                      f"{samples[:, 2:].numel()} generated tokens were not the argmax, the first at position {t} of "
-                     f"{show(samples[row].tolist())}. Likely causes: temperature 0 does not mean argmax (it must not "
-                     f"sample or divide by 0), the logits come from the wrong position, or the context is cropped "
-                     f"to its first block_size tokens instead of its last.")
+                     f"{show(samples[row].tolist())}.", cause=generate_mistake(run, samples), looks_like=True)

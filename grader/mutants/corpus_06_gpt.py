@@ -310,7 +310,7 @@ MUTANTS = [
         "06-llama-rope-theta-ignored", "gpt",
         "rope_theta is not read; rope_base stays 10000.",
         (("rope_base=float(rope_base),", "rope_base=10000.0,"),),
-        ("rope_theta is ignored",),
+        ("rope_base", "rope_theta"),
     ),
     Mutant(
         "06-llama-eps-not-mapped", "gpt",
@@ -343,5 +343,17 @@ MUTANTS = [
         "Llama's hidden_act is not checked, so a gelu Llama is read as swiglu with silu.",
         (('        if hf.hidden_act != "silu":\n            raise ValueError(f"GPT\'s swiglu uses silu; this Llama uses hidden_act {hf.hidden_act!r}.")\n', ""),),
         ("hidden_act='gelu'", "cannot reproduce"),
+    ),
+    Mutant(
+        "06-positions-on-the-cpu", "gpt",
+        "The positions are made with torch.arange(T), on the CPU whatever the device of idx.",
+        (("self.transformer.wpe(torch.arange(T, device=idx.device))", "self.transformer.wpe(torch.arange(T))"),),
+        ("idx's device",),
+    ),
+    Mutant(
+        "06-llama-always-tied", "gpt",
+        "from_hf builds every Llama tied, ignoring tie_word_embeddings.",
+        (("tie_embeddings=hf.tie_word_embeddings, logit_softcap=None", "tie_embeddings=True, logit_softcap=None"),),
+        ("tie_word_embeddings",),
     ),
 ]

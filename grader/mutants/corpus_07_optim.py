@@ -4,6 +4,8 @@ from . import Mutant
 
 DECAY = '                p.mul_(1 - lr * group["weight_decay"])\n'
 UPDATE = '                p.addcdiv_(m_hat, v_hat.sqrt().add_(group["eps"]), value=-lr)\n'
+CLOSURE = "        if closure is not None:\n            with torch.enable_grad():\n                loss = closure()\n"
+GROUP_LR = 'lr, (beta1, beta2) = group["lr"], group["betas"]'
 
 MUTANTS = [
     Mutant(
@@ -67,6 +69,8 @@ MUTANTS = [
          ('t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]',
           't, m, v = self.t, state["exp_avg"], state["exp_avg_sq"]')),
         ("per parameter",),
+        # the resume test (your AdamW against itself) sees the same mistake as state kept outside self.state
+        also=(("outside self.state",),),
     ),
     Mutant(
         "07-decays-params-without-grad", "optim",
@@ -154,5 +158,85 @@ MUTANTS = [
         (("return AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps)",
           "return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps)"),),
         ("off limits",),
+    ),
+    Mutant(
+        "07-only-m-corrected", "optim",
+        "Only m is bias corrected; v is used as it is.",
+        (("v_hat = v / (1 - beta2**t)", "v_hat = v"),),
+        ("only m is bias corrected",),
+    ),
+    Mutant(
+        "07-only-v-corrected", "optim",
+        "Only v is bias corrected; m is used as it is.",
+        (("m_hat = m / (1 - beta1**t)", "m_hat = m"),),
+        ("only v is bias corrected",),
+    ),
+    Mutant(
+        "07-eps-before-correction", "optim",
+        "eps is added to sqrt(v) before the bias correction (the Adam paper's 'efficient' form, as in TensorFlow).",
+        ((UPDATE, '                p.addcdiv_(m_hat, (v.sqrt() + group["eps"]) / (1 - beta2**t) ** 0.5, value=-lr)\n'),),
+        ("before the bias correction",),
+    ),
+    Mutant(
+        "07-no-weight-decay", "optim",
+        "The decoupled weight decay is left out (Adam, not AdamW).",
+        ((DECAY, ""),),
+        ("no weight decay",),
+    ),
+    Mutant(
+        "07-state-not-kept", "optim",
+        "The state is created afresh at every step, so m, v and t start again from zero each time.",
+        (("                if not state:\n", "                if True:\n"),),
+        ("state was not kept",),
+    ),
+    Mutant(
+        "07-settings-from-defaults", "optim",
+        "step() reads lr, betas, eps and weight_decay from self.defaults, ignoring each group's own.",
+        ((GROUP_LR, 'group = {**group, **self.defaults}\n            ' + GROUP_LR),),
+        ("not used",),
+    ),
+    Mutant(
+        "07-closure-called-late", "optim",
+        "step() calls the closure after the update, so the update uses the gradients from before it.",
+        ((CLOSURE, ""), ("        return loss\n        ### END SOLUTION", CLOSURE + "        return loss\n        ### END SOLUTION")),
+        ("closure",),
+    ),
+    Mutant(
+        "07-closure-without-enable-grad", "optim",
+        "step() calls the closure under its own torch.no_grad(), so the closure's backward has no graph.",
+        ((CLOSURE, "        if closure is not None:\n            loss = closure()\n"),),
+        ("enable_grad",),
+    ),
+    Mutant(
+        "07-default-weight-decay-0", "optim",
+        "AdamW's default weight_decay is 0 (torch.optim.Adam's), not 0.01.",
+        (("def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):",
+          "def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):"),),
+        ("defaults",),
+    ),
+    Mutant(
+        "07-configure-default-weight-decay", "optim",
+        "configure_optimizers defaults to weight_decay=0.01 (AdamW's) instead of 0.1.",
+        (("def configure_optimizers(model, lr, weight_decay=0.1,", "def configure_optimizers(model, lr, weight_decay=0.01,"),),
+        ("weight_decay",),
+    ),
+    Mutant(
+        "07-configure-drops-lr", "optim",
+        "configure_optimizers does not pass lr on, so AdamW's 1e-3 is used.",
+        (("return AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps)",
+          "return AdamW(param_groups(model, weight_decay), betas=betas, eps=eps)"),),
+        ("pass lr on",),
+    ),
+    Mutant(
+        "07-warmup-plus-one", "optim",
+        "The warmup divides by warmup_steps + 1, so it never quite reaches max_lr.",
+        (("return max_lr * (step + 1) / warmup_steps", "return max_lr * (step + 1) / (warmup_steps + 1)"),),
+        ("warmup_steps + 1",),
+    ),
+    Mutant(
+        "07-no-floor", "optim",
+        "After max_steps the cosine goes on (and rises again) instead of staying at min_lr.",
+        (("    if step >= max_steps:\n        return min_lr\n", ""),),
+        ("after max_steps",),
     ),
 ]

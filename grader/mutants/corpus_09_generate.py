@@ -147,4 +147,47 @@ MUTANTS = [
         (("\n        with torch.no_grad():", "\n        if True:"),),
         ("no_grad",),
     ),
+    Mutant(
+        "09-nucleus-keeps-one-more", "generate",
+        "the top-p mask is shifted once more than needed, keeping the token after the one that crosses p.",
+        ((NUCLEUS, "drop_sorted = (mass_before >= top_p).roll(1, dims=-1)"),),
+        ("one token more",),
+    ),
+    Mutant(
+        "09-nucleus-ascending", "generate",
+        "top-p sorts the probabilities in ascending order (sort's default).",
+        (("F.softmax(logits, dim=-1).sort(dim=-1, descending=True)", "F.softmax(logits, dim=-1).sort(dim=-1)"),),
+        ("ascending",),
+    ),
+    Mutant(
+        "09-top-p-ignored", "generate",
+        "sample_next_token never applies top-p.",
+        (("if top_p is not None and top_p < 1.0:", "if False:"),),
+        ("top_p is ignored",),
+    ),
+    Mutant(
+        "09-top-p-before-top-k", "generate",
+        "the nucleus is chosen from the probabilities before top-k (not renormalised over the k kept tokens).",
+        ((TEMPERATURE, TEMPERATURE + "\n    before_top_k = logits"),
+         ("sorted_probs, order = F.softmax(logits, dim=-1).sort(", "sorted_probs, order = F.softmax(before_top_k, dim=-1).sort(")),
+        ("before top-k",),
+    ),
+    Mutant(
+        "09-top-k-not-passed", "generate",
+        "generate calls sample_next_token without top_k.",
+        ((STEP, "next_token = sample_next_token(logits[:, -1, :], temperature, top_p=top_p, generator=generator)"),),
+        ("top_k is not passed",),
+    ),
+    Mutant(
+        "09-generate-temperature-twice", "generate",
+        "generate divides the logits by the temperature and then passes the temperature on as well.",
+        ((STEP, "next_token = sample_next_token(logits[:, -1, :] / max(temperature, 1e-8), temperature, top_k, top_p, generator)"),),
+        ("applied twice",),
+    ),
+    Mutant(
+        "09-generate-default-greedy", "generate",
+        "generate's temperature defaults to 0, so it decodes greedily unless asked to sample.",
+        (("def generate(model, idx, max_new_tokens, temperature=1.0,", "def generate(model, idx, max_new_tokens, temperature=0.0,"),),
+        ("default temperature",),
+    ),
 ]

@@ -71,7 +71,7 @@ MUTANTS = [
         (("F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)",
           "F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), targets[:, 1:].reshape(-1), "
           "ignore_index=-1)"),),
-        ("wrong targets",), E2E,
+        ("shifts the targets again",), E2E,
     ),
     Mutant(
         "99-init-std-1", "gpt",
@@ -104,5 +104,12 @@ MUTANTS = [
         "generate puts each new token in front of the sequence instead of after it.",
         (("\n                idx = torch.cat((idx, next_token), dim=1)", "\n                idx = torch.cat((next_token, idx), dim=1)"),),
         ("prompt",), E2E,
+    ),
+    Mutant(
+        "99-train-step-reports-mean-over-k", "train",
+        "train_step adds up each micro-batch's loss already divided by their number, then divides again: it "
+        "reports the mean loss divided by the number of micro-batches.",
+        (("        total_loss += loss.detach()\n", "        total_loss += (loss / len(micro_batches)).detach()\n"),),
+        ("does not return the mean loss",), E2E,
     ),
 ]

@@ -346,8 +346,9 @@ MUTANTS = [
     ),
     Mutant(
         "06-positions-on-the-cpu", "gpt",
-        "The positions are made with torch.arange(T), on the CPU whatever the device of idx.",
-        (("self.transformer.wpe(torch.arange(T, device=idx.device))", "self.transformer.wpe(torch.arange(T))"),),
+        "The positions are made with torch.arange(pos, pos + T), on the CPU whatever the device of idx.",
+        (("self.transformer.wpe(torch.arange(pos, pos + T, device=idx.device))",
+          "self.transformer.wpe(torch.arange(pos, pos + T))"),),
         ("idx's device",),
     ),
     Mutant(

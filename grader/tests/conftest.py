@@ -8,6 +8,7 @@ runs on it in this process with `--root`, in well under a second.
 """
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,13 @@ class Fake:
         return {str(p.relative_to(self.root)): hashlib.sha256(p.read_bytes()).hexdigest()
                 for p in sorted(self.root.rglob("*"))
                 if p.is_file() and "__pycache__" not in p.parts and p.name != "passed.json"}  # the grader's cache
+
+
+def learner_env(**extra) -> dict:
+    """The environment of a command a learner types: without the KATA_IMPL this session's --impl set."""
+    env = {k: v for k, v in os.environ.items() if k != "KATA_IMPL"}
+    env.update(extra)
+    return env
 
 
 @pytest.fixture

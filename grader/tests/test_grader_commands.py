@@ -12,6 +12,7 @@ import types
 
 import pytest
 
+from conftest import learner_env
 from grader import cli
 from grader.cli import main
 from grader.registry import BY_ID, EXERCISES, MODULE_EXERCISES, ROOT
@@ -117,7 +118,7 @@ def test_swap_applies_in_pytest_too(fake, tmp_path):
     """The swap hook in exercises/__init__.py: a plain pytest run sees the reference."""
     (fake.root / "swaps.txt").write_text("01\n")
     proc = subprocess.run([sys.executable, "-m", "pytest", "tests/test_01_norms.py", "-q", "-p", "no:randomly"],
-                          cwd=fake.root, capture_output=True, text=True)
+                          cwd=fake.root, capture_output=True, text=True, env=learner_env())
     assert "2 passed" in proc.stdout, proc.stdout + proc.stderr
 
 

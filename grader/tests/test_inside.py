@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import learner_env
 from grader.inside import experiment, inspect_run, trace
 from grader.registry import ROOT
 from grader.training import train as train_cmd
@@ -80,9 +81,8 @@ def in_sandbox(tmp_path, files, command, fresh=()):
     skeletons = fresh_exercises()
     project = make_project(tmp_path, {**{name: skeletons[name] for name in fresh}, **files})
     before = {p.name: p.read_bytes() for p in (project / "exercises").glob("*.py")}
-    import os
 
-    env = {**os.environ, "COLUMNS": "250", "PYTHONIOENCODING": "utf-8"}  # no wrapping inside the lines looked for
+    env = learner_env(COLUMNS="250", PYTHONIOENCODING="utf-8")  # no wrapping inside the lines looked for
     proc = subprocess.run([sys.executable, "-m", "grader", *command], cwd=project, capture_output=True, text=True,
                           env=env)
     after = {p.name: p.read_bytes() for p in (project / "exercises").glob("*.py")}

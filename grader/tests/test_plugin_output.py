@@ -8,12 +8,14 @@ import sys
 
 import pytest
 
+from conftest import learner_env
 from grader.sandbox import make_project
 from grader.scaffold import fresh_exercises
 
 
 def pytest_output(project, *files) -> tuple[int, list[str]]:
-    proc = subprocess.run([sys.executable, "-m", "pytest", *files], cwd=project, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "pytest", *files], cwd=project, capture_output=True, text=True,
+                          env=learner_env())
     return proc.returncode, (proc.stdout + proc.stderr).splitlines()
 
 

@@ -12,6 +12,7 @@ import types
 import pytest
 import torch
 
+from conftest import learner_env
 from grader.training import sample as sample_cmd
 from grader.training import run as run_module, runtime, train as train_cmd
 from grader.training import checkpoint
@@ -361,7 +362,7 @@ def test_every_unfinished_part_is_named_at_once_with_one_swap_command(tmp_path, 
     before = {p.name: p.read_bytes() for p in (project / "exercises").glob("*.py")}
     proc = subprocess.run([sys.executable, "-m", "grader", "train", "--preset", "tiny", "--data", str(text_file),
                            "--out", str(tmp_path / "run"), "--threads", "1"],
-                          cwd=project, capture_output=True, text=True)
+                          cwd=project, capture_output=True, text=True, env=learner_env())
     message = proc.stderr.strip()
     assert proc.returncode == 2, message
     assert len(message.splitlines()) == 1, message

@@ -6,8 +6,8 @@ the process that asked.
 runs a tensor operation itself. For each run it forks: the child inherits those imports
 (copy-on-write, a few milliseconds), imports the learner's modules fresh, runs the tests
 with grader/plugin/runner.py, writes the report to a file and exits; the parent reads the
-file. Where there is no fork (Windows) the tests run in this process (runner.py forgets and
-restores the project's modules around each run).
+file. Where there is no fork (Windows), and in a Jupyter kernel, the tests run in this process
+(runner.py forgets and restores the project's modules around each run).
 
     warm_up(test_files)                                 # once, before the first run
     runner = IsolatedRun(project, exercises, ...)       # starts the child
@@ -85,7 +85,7 @@ class IsolatedRun:
         self.pid = None
         self.report = None
         self.crash = None
-        if not FORK:
+        if not FORK or "ipykernel" in sys.modules:  # no fork, or a notebook's kernel (its threads own its I/O)
             return
         fd, name = tempfile.mkstemp(prefix="kata-run-", suffix=".json")
         os.close(fd)

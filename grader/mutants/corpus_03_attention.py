@@ -136,4 +136,23 @@ MUTANTS = [
         (("qkv_dim = (config.n_head + 2 * config.n_kv_head) * config.head_dim", "qkv_dim = 3 * config.n_embd"),),
         ("c_attn.weight",),
     ),
+    Mutant(
+        "03-mask-hides-itself", "attention",
+        "The mask also hides each query's own position (tril one diagonal too low, as triu(diagonal=0) masks).",
+        ((MASK, MASK.replace("diagonal=Tk - Tq", "diagonal=Tk - Tq - 1")),),
+        ("own position",),
+    ),
+    Mutant(
+        "03-no-mask", "attention",
+        "The causal mask is forgotten: every query sees every key.",
+        (('    scores = scores.masked_fill(~visible, float("-inf"))\n', ""),),
+        ("no causal mask",),
+        also=(("sees the future",),),
+    ),
+    Mutant(
+        "03-dropout-in-eval", "attention",
+        "The attention dropout acts in eval mode too: dropout_p=self.dropout whatever self.training is.",
+        (("dropout_p=self.dropout if self.training else 0.0", "dropout_p=self.dropout"),),
+        ("dropout acts in eval mode",),
+    ),
 ]

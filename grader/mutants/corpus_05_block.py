@@ -99,4 +99,14 @@ MUTANTS = [
         ((MLP, "x = x + self.mlp(self.ln_1(x))"),),
         ("ln_1 is used before the mlp",),
     ),
+    Mutant(
+        "05-norms-ignore-eps", "block",
+        "ln_1 and ln_2 are built by hand without config.norm_eps, so they keep their class's default eps.",
+        (("from .norms import make_norm", "from .norms import LayerNorm, RMSNorm"),
+         ("self.ln_1 = make_norm(config)",
+          "self.ln_1 = RMSNorm(config.n_embd) if config.norm == \"rmsnorm\" else LayerNorm(config.n_embd, bias=config.bias)"),
+         ("self.ln_2 = make_norm(config)",
+          "self.ln_2 = RMSNorm(config.n_embd) if config.norm == \"rmsnorm\" else LayerNorm(config.n_embd, bias=config.bias)")),
+        ("norm_eps",),
+    ),
 ]

@@ -155,7 +155,8 @@ def sentence(text: str) -> str:
     text = text.strip()
     if not text:
         return text
-    if re.fullmatch(r"[a-z]{2,}[,:;]?", text.split()[0]):
+    first = text.split()[0]
+    if re.fullmatch(r"[a-z]+[,:;]?", first) and (len(first.rstrip(",:;")) > 1 or first == "a"):
         text = text[0].upper() + text[1:]
     return text if text[-1] in ".!?" else text + "."
 
@@ -365,6 +366,26 @@ def expect_gradients_everywhere(mod, loss, what, *, module):
     if dead:
         fail(module, f"{what}: no gradient reaches {', '.join(dead)}; the output does not depend on "
                      f"{'it' if len(dead) == 1 else 'them'} (detached, unused, or computed without autograd).")
+
+
+@contextlib.contextmanager
+def substitute(module, **attributes):
+    """While active, module.<name> is the given object (then restored): a learner module's reference to
+    another exercise's function, swapped for the reference's, so that a test checks this exercise's own code:
+        with substitute(learner("attention"), apply_rotary=reference("rotary").apply_rotary): ...
+    Code that reaches the function another way is unaffected (and then checked as it is)."""
+    missing = object()
+    saved = {name: getattr(module, name, missing) for name in attributes}
+    for name, value in attributes.items():
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                delattr(module, name)
+            else:
+                setattr(module, name, value)
 
 
 # --- built-ins that are off limits inside an exercise ---------------------------------------

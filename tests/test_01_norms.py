@@ -261,7 +261,10 @@ def expect_parameters(module, what, want):
             fail(MODULE, f"Start it as torch.{start}(ndim).",
                  cause=f"{what}.{name} does not start as {start} of shape {tuple(value.shape)}")
     if set(module.state_dict()) != set(want):
-        fail(MODULE, f"{what}'s state_dict has keys {sorted(module.state_dict())}, expected {sorted(want)}.")
+        extra = sorted(set(module.state_dict()) - set(want))
+        fail(MODULE, f"{what}'s state_dict has keys {sorted(module.state_dict())}, expected {sorted(want)}.",
+             cause=f"{what} keeps persistent buffers ({', '.join(extra)}): a norm holds its parameters only"
+                   if extra else None)
 
 
 def test_layer_norm_module_default_eps_is_1e_5():
@@ -327,8 +330,8 @@ def test_gradients_reach_every_parameter_and_the_input(cls):
     loss = (out * randn(3, 8, seed=53)).sum()
     expect_gradients_everywhere(module, loss, cls, module=MODULE)
     if x.grad is None or not torch.any(x.grad != 0):
-        fail(MODULE, f"{cls}: no gradient reaches the input x; keep the computation in autograd "
-                     f"(no .detach(), .item() or .numpy()).")
+        fail(MODULE, "Keep the computation in autograd (no .detach(), .item() or .numpy()).",
+             cause=f"{cls}: no gradient reaches the input x")
 
 
 def test_layer_norm_adds_a_bias_without_a_weight():

@@ -6,12 +6,12 @@ properties that make RoPE what it is: position 0 is the identity, a rotation
 keeps lengths, and q·k depends only on the distance between the positions.
 """
 
-import contextlib
-
 import pytest
 import torch
 
-from harness import devices, diagnose, expect_close, expect_unchanged, fail, learner, randn, reference, tolerance
+from harness import (
+    devices, diagnose, expect_close, expect_unchanged, fail, learner, randn, reference, substitute, tolerance,
+)
 
 MODULE = "rotary"
 
@@ -115,21 +115,10 @@ def apply_mistakes(x, cos, sin):
     ]
 
 
-@contextlib.contextmanager
-def reference_rotate_half():
-    """apply_rotary with the reference's rotate_half in place of yours, so that its tests check its own formula
-    (rotate_half has tests of its own); an apply_rotary that does not call rotate_half is unaffected."""
-    module = mine()
-    saved = getattr(module, "rotate_half", None)
-    module.rotate_half = ref().rotate_half
-    try:
-        yield
-    finally:
-        module.rotate_half = saved
-
-
 def my_apply(x, cos, sin):
-    with reference_rotate_half():
+    """Your apply_rotary with the reference's rotate_half in place of yours, so that its tests check its own
+    formula (rotate_half has tests of its own); an apply_rotary that does not call rotate_half is unaffected."""
+    with substitute(mine(), rotate_half=ref().rotate_half):
         return mine().apply_rotary(x, cos, sin)
 
 

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from harness import (
     diagnose, expect_close, expect_gradients_everywhere, expect_unchanged, fail, forbid, learner,
-    load_reference_weights, perturb_parameters, randn, reference, small_config, tolerance, variant_config,
+    load_reference_weights, perturb_parameters, randn, reference, small_config, substitute, tolerance,
+    variant_config,
 )
 
 MODULE = "attention"
@@ -36,8 +37,11 @@ def ref():
 
 
 def run(fn, *args, **kwargs):
-    """Call the learner's code with F.scaled_dot_product_attention refusing to run."""
-    with forbid(MODULE, OFF_LIMITS, BUILTINS, learner_module=mine()):
+    """Call the learner's code with F.scaled_dot_product_attention refusing to run, and with the reference's
+    apply_rotary (02) and rms_norm (01) in place of yours, so that these tests check 03's own code (02 and 01
+    have tests of their own; code that reaches those functions another way is unaffected)."""
+    with forbid(MODULE, OFF_LIMITS, BUILTINS, learner_module=mine()), \
+            substitute(mine(), apply_rotary=reference("rotary").apply_rotary, rms_norm=reference("norms").rms_norm):
         return fn(*args, **kwargs)
 
 
@@ -50,7 +54,7 @@ def attend(q, k, v, *, scale="sqrt", mask="causal", dim=-1, fill=-math.inf, afte
     Tq, Tk, D = q.size(-2), k.size(-2), q.size(-1)
     scores = q @ k.transpose(-2, -1)
     scores = {"sqrt": scores / math.sqrt(D), "none": scores, "D": scores / D, "times": scores * math.sqrt(D),
-              "T": scores / math.sqrt(Tq), "output": scores}[scale]
+              "T": scores / math.sqrt(Tq), "H": scores / math.sqrt(q.size(1)), "output": scores}[scale]
     ones = torch.ones(Tq, Tk, dtype=torch.bool)
     visible = {
         "causal": ones.tril(diagonal=Tk - Tq),
@@ -75,6 +79,8 @@ ATTENTION_MISTAKES = [
     ("the scores are multiplied by sqrt(D); divide them by it", dict(scale="times")),
     ("the scores are divided by sqrt(Tq), q.size(-2), the number of queries; D is the last dim, q.size(-1)",
      dict(scale="T")),
+    ("the scores are divided by the square root of q.size(1), the number of heads; D is the last dim, q.size(-1)",
+     dict(scale="H")),
     ("the scale is applied after the softmax (or to the output); it divides the scores q @ kᵀ, before the softmax",
      dict(scale="output")),
     ("the mask is drawn the wrong way: each query sees itself and the future (the upper triangle, triu); "
@@ -232,10 +238,11 @@ def test_causal_attention_matches_torch_sdpa(shape):
 def test_scores_are_scaled_by_one_over_sqrt_d(D):
     # Two positions, q = 1 at both; k0 = 0 and q·k1 = 0.1·sqrt(D), so with the 1/sqrt(D) scale the last query's
     # scores are 0 and 0.1 for every D; v0 = 0 and v1 = 1, so its output is its weight on key 1, sigmoid(0.1).
-    # Every other scale moves that weight far from sigmoid(0.1) without saturating it, even at D = 64.
-    q = torch.ones(1, 1, 2, D)
-    k = torch.stack((torch.zeros(D), torch.full((D,), 0.1 / math.sqrt(D))))[None, None]
-    v = torch.stack((torch.zeros(D), torch.ones(D)))[None, None]
+    # Every other scale moves that weight far from sigmoid(0.1) without saturating it, even at D = 64. Three
+    # identical heads, so that the number of heads (or of queries) is not 1 either.
+    q = torch.ones(1, 3, 2, D)
+    k = torch.stack((torch.zeros(D), torch.full((D,), 0.1 / math.sqrt(D))))[None, None].expand(1, 3, 2, D).contiguous()
+    v = torch.stack((torch.zeros(D), torch.ones(D)))[None, None].expand(1, 3, 2, D).contiguous()
     out = run(mine().causal_attention, q, k, v)
     want = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     expect_close(out, want, f"causal_attention with D={D} (the last query's scaled scores 0 and 0.1)", module=MODULE,
@@ -398,12 +405,30 @@ def test_module_parameter_names_and_shapes(name):
     what = f"CausalSelfAttention(n_head={config.n_head}, n_kv_head={config.n_kv_head}, n_embd={config.n_embd}, " \
            f"bias={config.bias})"
     if have != want:
+        causes = []
+        extra_bias = [k for k in have if k not in want and k.endswith(".bias")]
+        missing_bias = [k for k in want if k not in have and k.endswith(".bias")]
+        if extra_bias and not config.bias:
+            causes.append(f"{', '.join(extra_bias)} exists although config.bias is False: nn.Linear(..., "
+                          f"bias=config.bias)")
+        if missing_bias and config.bias:
+            causes.append(f"{', '.join(missing_bias)} is missing although config.bias is True: nn.Linear(..., "
+                          f"bias=config.bias)")
+        C = config.n_embd
+        if have.get("c_attn.weight", (0,))[0] == 3 * C and want["c_attn.weight"][0] != 3 * C:
+            causes.append(f"c_attn.weight has 3 * n_embd = {3 * C} rows, as if there were as many kv heads as query "
+                          f"heads; it has (n_head + 2 * n_kv_head) * head_dim = {want['c_attn.weight'][0]}")
+        for key in ("c_attn.weight", "c_proj.weight"):
+            if key in have and have[key] != want[key] and have[key] == tuple(reversed(want[key])):
+                causes.append(f"{key} is transposed: nn.Linear(in, out).weight has shape (out, in)")
         fail(MODULE, f"{what} has parameters {have}; the contract's are {want}: c_attn = nn.Linear(n_embd, "
                      f"(n_head + 2 * n_kv_head) * head_dim) and c_proj = nn.Linear(n_embd, n_embd), both with "
-                     f"bias=config.bias.")
+                     f"bias=config.bias.", cause="; and ".join(causes) or None)
     if set(attn.state_dict()) != set(want):
-        fail(MODULE, f"{what}'s state_dict has keys {sorted(attn.state_dict())}, expected {sorted(want)}: keep no "
-                     f"persistent buffers (register_buffer(..., persistent=False)).")
+        extra = sorted(set(attn.state_dict()) - set(want))
+        fail(MODULE, f"{what}'s state_dict has keys {sorted(attn.state_dict())}, expected {sorted(want)}.",
+             cause=f"{what} keeps persistent buffers ({', '.join(extra)}): register them with persistent=False, or "
+                   f"compute them in forward" if extra else None)
 
 
 CASES = [(name, rope) for name in CONFIGS for rope in (True, False)]
@@ -517,8 +542,8 @@ def test_gradients_reach_every_parameter(name):
     loss = (out * randn(*out.shape, seed=19)).sum()
     expect_gradients_everywhere(attn, loss, f"CausalSelfAttention({name})", module=MODULE)
     if x.grad is None or not torch.any(x.grad != 0):
-        fail(MODULE, "CausalSelfAttention: no gradient reaches the input x; keep the computation in autograd "
-                     "(no .detach(), .item() or .numpy()).")
+        fail(MODULE, "Keep the computation in autograd (no .detach(), .item() or .numpy()).",
+             cause="CausalSelfAttention: no gradient reaches the input x")
 
 
 def test_module_does_not_modify_its_inputs():

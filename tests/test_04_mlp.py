@@ -6,7 +6,6 @@ erf GELU it must not be: the two differ by up to 5e-4 around |x| = 2.7, far abov
 the float32 tolerance for values near 0.
 """
 
-import contextlib
 import math
 
 import pytest
@@ -16,7 +15,7 @@ import torch.nn.functional as F
 
 from harness import (
     expect_close, expect_gradients_everywhere, expect_unchanged, fail, forbid, learner, load_reference_weights,
-    perturb_parameters, randn, reference, small_config,
+    perturb_parameters, randn, reference, small_config, substitute,
 )
 
 MODULE = "mlp"
@@ -35,24 +34,11 @@ def run(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-@contextlib.contextmanager
-def reference_activations():
-    """The reference's gelu_tanh and relu_squared in place of yours, so that the MLP tests check forward itself
-    (the activations have tests of their own); a forward that writes the activation out is unaffected."""
-    module, saved = mine(), {}
-    for name in ("gelu_tanh", "relu_squared"):
-        saved[name] = getattr(module, name, None)
-        setattr(module, name, getattr(reference(MODULE), name))
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(module, name, value)
-
-
 def run_mlp(mlp, x):
-    """Your MLP's forward on x, with the reference's activations (see reference_activations)."""
-    with reference_activations():
+    """Your MLP's forward on x with the reference's gelu_tanh and relu_squared in place of yours, so that the MLP
+    tests check forward itself (the activations have tests of their own); a forward that writes the activation
+    out is unaffected."""
+    with substitute(mine(), gelu_tanh=reference(MODULE).gelu_tanh, relu_squared=reference(MODULE).relu_squared):
         return run(mlp, x)
 
 
@@ -183,8 +169,8 @@ def test_activations_pass_gradients(fn):
     out = run(getattr(mine(), fn), x)
     (out * randn(4, 16, seed=8)).sum().backward()
     if x.grad is None or not torch.any(x.grad != 0):
-        fail(MODULE, f"{fn}: no gradient reaches x; compute with torch operations on x (no .detach(), .item(), "
-                     f".numpy(), math.tanh or torch.no_grad()).")
+        fail(MODULE, "Compute with torch operations on x (no .detach(), .item(), .numpy(), math.tanh or "
+                     "torch.no_grad()).", cause=f"{fn}: no gradient reaches x")
 
 
 # --- MLP ---------------------------------------------------------------------------------------
@@ -378,4 +364,4 @@ def test_mlp_gradients_reach_every_parameter_and_the_input(kind, bias):
     out = run(mlp, x)
     expect_gradients_everywhere(mlp, (out * randn(2, 5, 32, seed=23)).sum(), f"MLP(mlp={kind!r})", module=MODULE)
     if x.grad is None or not torch.any(x.grad != 0):
-        fail(MODULE, f"MLP(mlp={kind!r}): no gradient reaches the input x; keep the computation in autograd.")
+        fail(MODULE, "Keep the computation in autograd.", cause=f"MLP(mlp={kind!r}): no gradient reaches the input x")

@@ -6,12 +6,14 @@ comparison loads the reference Block's perturbed weights into the learner's, so 
 and ln_2 hold different weights and a swapped or missing piece changes the output.
 """
 
+import contextlib
+
 import pytest
 import torch
 
 from harness import (
     CONFIG_VARIANTS, describe_config, expect_close, expect_gradients_everywhere, fail, learner,
-    load_reference_weights, perturb_parameters, randn, reference, tolerance, variant_config,
+    load_reference_weights, perturb_parameters, randn, reference, substitute, tolerance, variant_config,
 )
 
 MODULE = "block"
@@ -136,59 +138,79 @@ def rms_eps_norm(rn, eps):
 
 
 def upstream_cause(config, ref, x, rotary):
-    """Your 01, 03 and 04 modules, each built alone from config and holding the reference block's weights, on the
-    input the reference block gives it: a cause naming those that differ from the reference's, or None.
-
-    A Block is made of them, so one that is wrong makes the block wrong whatever Block.forward does."""
+    """Your 01-04 pieces, each alone (built from config, holding the reference block's weights, with the reference's
+    versions of the other exercises' functions it calls) on the input the reference block gives it: a cause naming
+    those that differ from the reference's, or None. A Block is made of them, so one that is wrong makes the block
+    wrong whatever Block.forward does."""
     atol, rtol = tolerance(x.dtype)
     with torch.no_grad():
         h1 = ref.ln_1(x)
         h = x + ref.attn(h1, rotary=rotary)
         h2 = ref.ln_2(h)
+        heads = randn(x.size(0), config.n_head, x.size(1), config.head_dim, seed=99, dtype=x.dtype)
+    norms, rotary_mod, attention, mlp = (learner(m) for m in ("norms", "rotary", "attention", "mlp"))
+    ref_norms, ref_rotary, ref_mlp = reference("norms"), reference("rotary"), reference("mlp")
+    norm_name = "RMSNorm" if config.norm == "rmsnorm" else "LayerNorm"
 
     def norm():
-        norms = learner("norms")
         if config.norm == "rmsnorm":
             return norms.RMSNorm(config.n_embd, eps=config.norm_eps)
         return norms.LayerNorm(config.n_embd, bias=config.bias, eps=config.norm_eps)
 
-    parts = [
-        ("01 norms", f"{'RMSNorm' if config.norm == 'rmsnorm' else 'LayerNorm'} (ln_1)", norm, ref.ln_1, (x,), {}),
-        ("01 norms", f"{'RMSNorm' if config.norm == 'rmsnorm' else 'LayerNorm'} (ln_2)", norm, ref.ln_2, (h,), {}),
-        ("03 attention", "CausalSelfAttention", lambda: learner("attention").CausalSelfAttention(config, layer_idx=1),
-         ref.attn, (h1,), dict(rotary=rotary)),
-        ("04 mlp", "MLP", lambda: learner("mlp").MLP(config), ref.mlp, (h2,), {}),
+    def attn():
+        return attention.CausalSelfAttention(config, layer_idx=1)
+
+    def loaded(build, theirs):
+        return lambda *args, **kwargs: load_into(build, theirs)(*args, **kwargs)
+
+    isolated_attention = dict(apply_rotary=ref_rotary.apply_rotary, rms_norm=ref_norms.rms_norm)
+    isolated_mlp = dict(gelu_tanh=ref_mlp.gelu_tanh, relu_squared=ref_mlp.relu_squared)
+    checks = [  # (exercise, what, yours, theirs, args, kwargs, substitutes)
+        ("01 norms", f"{norm_name} (ln_1)", loaded(norm, ref.ln_1), ref.ln_1, (x,), {}, None),
+        ("01 norms", f"{norm_name} (ln_2)", loaded(norm, ref.ln_2), ref.ln_2, (h,), {}, None),
     ]
-    wrong = []
-    for exercise, name, build, theirs, args, kwargs in parts:
+    if config.qk_norm:
+        checks.append(("01 norms", "rms_norm (for qk_norm)", norms.rms_norm, ref_norms.rms_norm, (heads,),
+                       dict(eps=config.norm_eps), None))
+    if rotary is not None:
+        checks.append(("02 rotary", "apply_rotary", rotary_mod.apply_rotary, ref_rotary.apply_rotary,
+                       (heads, *rotary), {}, None))
+    checks.append(("03 attention", "CausalSelfAttention", loaded(attn, ref.attn), ref.attn, (h1,),
+                   dict(rotary=rotary), (attention, isolated_attention)))
+    if config.mlp in ("gelu", "relu2"):
+        name = "gelu_tanh" if config.mlp == "gelu" else "relu_squared"
+        with torch.no_grad():
+            pre = ref.mlp.c_fc(h2)
+        checks.append(("04 mlp", name, getattr(mlp, name), getattr(ref_mlp, name), (pre,), {}, None))
+    checks.append(("04 mlp", "MLP", loaded(lambda: mlp.MLP(config), ref.mlp), ref.mlp, (h2,), {}, (mlp, isolated_mlp)))
+
+    wrong, exercises = [], []
+    for exercise, what, yours, theirs, args, kwargs, subs in checks:
         try:
+            with torch.no_grad(), (substitute(subs[0], **subs[1]) if subs else contextlib.nullcontext()):
+                got = yours(*args, **kwargs)
             with torch.no_grad():
-                mine_part = build().to(x.dtype)
-                mine_part.load_state_dict(theirs.state_dict(), strict=True)
-                got, want = mine_part(*args, **kwargs), theirs(*args, **kwargs)
+                want = theirs(*args, **kwargs)
         except NotImplementedError:
             raise  # an unfinished exercise: this test is not started yet
-        except Exception as error:  # noqa: BLE001 - a part that cannot even run is wrong
-            wrong.append(f"your {name} ({exercise}) raised {type(error).__name__}")
-            continue
-        if not (isinstance(got, torch.Tensor) and got.shape == want.shape
-                and torch.allclose(got.double(), want.double(), atol=atol, rtol=rtol)):
-            wrong.append(f"your {name} ({exercise}) differs from the reference's")
+        except Exception as error:  # noqa: BLE001 - a piece that cannot even run is wrong
+            got, want = error, None
+        if isinstance(got, Exception) or not (isinstance(got, torch.Tensor) and got.shape == want.shape
+                                              and torch.allclose(got.double(), want.double(), atol=atol, rtol=rtol)):
+            wrong.append(f"your {what} from {exercise} " + (f"raised {type(got).__name__}" if isinstance(got, Exception)
+                                                             else "differs from the reference's"))
+            exercises.append(exercise)
     if not wrong:
         return None
-    names = sorted({w.split("(")[-1].split(")")[0] for w in wrong})
-    return (f"{'; '.join(dict.fromkeys(wrong))}, built alone from this config with the reference block's weights, "
-            f"on the input the block gives it: fix {' and '.join(names)} first (its own tests say what is wrong)")
+    return (f"{'; and '.join(wrong)} (each checked alone, with the reference's weights, on the input the block "
+            f"gives it): fix {' and '.join(dict.fromkeys(exercises))} first; its own tests say what is wrong")
 
 
-def layer_norm_instead_eps(ln, eps):
-    norms = reference("norms")
-    return lambda h: norms.layer_norm(h, ln.weight, None, eps=eps)
-
-
-def eps_norm(ln, eps):
-    norms = reference("norms")
-    return lambda h: norms.layer_norm(h, ln.weight, ln.bias, eps=eps)
+def load_into(build, theirs):
+    """build() holding theirs' weights, in theirs' dtype."""
+    module = build().to(next(theirs.parameters()).dtype)
+    module.load_state_dict(theirs.state_dict(), strict=True)
+    return module
 
 
 # --- parameters --------------------------------------------------------------------------------
@@ -366,4 +388,4 @@ def test_block_gradients_reach_every_parameter_and_the_input(variant):
     out = block(x, rotary=rotary_for(config, T))
     expect_gradients_everywhere(block, (out * randn(*out.shape, seed=16)).sum(), "Block", module=MODULE)
     if x.grad is None or not torch.any(x.grad != 0):
-        fail(MODULE, "Block: no gradient reaches the input x; keep the computation in autograd.")
+        fail(MODULE, "Keep the computation in autograd.", cause="Block: no gradient reaches the input x")

@@ -109,4 +109,34 @@ MUTANTS = [
           "self.ln_2 = RMSNorm(config.n_embd) if config.norm == \"rmsnorm\" else LayerNorm(config.n_embd, bias=config.bias)")),
         ("norm_eps",),
     ),
+    # A mistake in an exercise the block is made of: the block's tests must name that exercise, not Block.
+    Mutant(
+        "05-upstream-unbiased-variance", "norms",
+        "01's layer_norm uses the unbiased variance; Block itself is right.",
+        (("var = (x - mean).pow(2).mean(dim=-1, keepdim=True)", "var = x.var(dim=-1, keepdim=True)"),),
+        ("your layernorm", "01 norms"),
+        tests=("05",),
+    ),
+    Mutant(
+        "05-upstream-apply-minus", "rotary",
+        "02's apply_rotary turns the wrong way; Block itself is right.",
+        (("return x * cos + rotate_half(x) * sin", "return x * cos - rotate_half(x) * sin"),),
+        ("your apply_rotary", "02 rotary"),
+        tests=("05",),
+    ),
+    Mutant(
+        "05-upstream-no-sqrt-d-scale", "attention",
+        "03's attention does not scale the scores; Block itself is right.",
+        (("scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))", "scores = q @ k.transpose(-2, -1)"),),
+        ("your causalselfattention", "03 attention"),
+        tests=("05",),
+    ),
+    Mutant(
+        "05-upstream-erf-gelu", "mlp",
+        "04's gelu_tanh is the erf GELU; Block itself is right.",
+        (("return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))",
+          "return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))"),),
+        ("your gelu_tanh", "04 mlp"),
+        tests=("05",),
+    ),
 ]

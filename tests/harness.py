@@ -79,6 +79,16 @@ def randint(high, *shape, seed=0, device="cpu"):
     return torch.randint(high, shape, generator=g).to(device)
 
 
+@contextlib.contextmanager
+def seeded(seed):
+    """Inside, torch's global RNG starts from seed (and is restored after): a module built here gets the same
+    initial weights in every run, whatever ran before, so a test's verdict cannot change between runs.
+        with seeded(3): ref = reference("block").Block(config)"""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def perturb_parameters(module, seed=0, scale=0.1):
     """Add seeded noise to every parameter, moving biases off 0 and norm weights off 1,
     so that a dropped bias or an ignored weight shows in the output."""
@@ -220,7 +230,8 @@ AUDIT_ENV = "KATA_AUDIT_LIKELY"
 
 def audit_likely(expected, likely, atol, rtol, what):
     """With KATA_AUDIT_LIKELY=FILE set, append to FILE every pair of `likely` mistakes (different sentences)
-    that give the same output on this test's input, one line each: the test, the call and the two sentences.
+    that give the same output on this test's input, one line each: the test, the call and the two sentences;
+    and every candidate that raises instead of giving an output (it can never be named).
 
     Such a pair means this input cannot tell the two mistakes apart; a developer's check, silent otherwise:
         KATA_AUDIT_LIKELY=/tmp/pairs.txt python -m pytest tests/test_03_attention.py --impl=solutions
@@ -229,8 +240,13 @@ def audit_likely(expected, likely, atol, rtol, what):
     if not path:
         return
     test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" (", 1)[0]
-    candidates = [(s, c) for s, c in _candidates(likely) if not _same(c, expected, atol, rtol)]
     lines = []
+    for sentence, make in likely:  # a candidate that raises never matches: worth a look (a NameError is a bug)
+        try:
+            make() if callable(make) else make
+        except Exception as error:  # noqa: BLE001
+            lines.append(f"{test}\t{what}\t{sentence[:70]!r} RAISES {type(error).__name__}: {error}\n")
+    candidates = [(s, c) for s, c in _candidates(likely) if not _same(c, expected, atol, rtol)]
     for i, (first, a) in enumerate(candidates):
         for second, b in candidates[i + 1:]:
             if first != second and _same(a, b, atol, rtol):

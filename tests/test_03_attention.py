@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from harness import (
     diagnose, expect_close, expect_gradients_everywhere, expect_unchanged, fail, forbid, learner,
-    load_reference_weights, perturb_parameters, randn, reference, small_config, substitute, tolerance,
+    load_reference_weights, perturb_parameters, randn, reference, seeded, small_config, substitute, tolerance,
     variant_config,
 )
 
@@ -372,7 +372,9 @@ def make_config(name):
 
 
 def reference_module(config, seed=0):
-    return perturb_parameters(ref().CausalSelfAttention(config), seed=seed, scale=0.1)
+    with seeded(seed):
+        module = ref().CausalSelfAttention(config)
+    return perturb_parameters(module, seed=seed, scale=0.1)
 
 
 def loaded_module(config, seed=0):
@@ -594,7 +596,8 @@ def test_causal_attention_builds_its_mask_on_the_inputs_device():
 
 @pytest.mark.parametrize("name", ["gpt2", "gqa-rope-swiglu"])
 def test_module_in_eval_mode_does_no_dropout(name):
-    ref_attn = perturb_parameters(reference(MODULE).CausalSelfAttention(variant_config(name)), seed=43).eval()
+    with seeded(43):
+        ref_attn = perturb_parameters(reference(MODULE).CausalSelfAttention(variant_config(name)), seed=43).eval()
     x = randn(2, 7, ref_attn.c_proj.weight.shape[0], seed=44)
     config = variant_config(name)
     rotary = reference("rotary").rotary_cos_sin(7, config.head_dim) if config.pos_emb == "rope" else None

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from harness import (
     expect_close, expect_gradients_everywhere, expect_unchanged, fail, forbid, learner, load_reference_weights,
-    perturb_parameters, randn, reference, small_config, substitute,
+    perturb_parameters, randn, reference, seeded, small_config, substitute,
 )
 
 MODULE = "mlp"
@@ -282,7 +282,8 @@ def mlp_mistakes(ref, config, x):
 @pytest.mark.parametrize("cfg", CONFIGS)
 def test_mlp_matches_reference(cfg):
     config = mlp_config(**cfg)
-    ref = perturb_parameters(reference(MODULE).MLP(config), seed=11, scale=0.1)
+    with seeded(11):
+        ref = perturb_parameters(reference(MODULE).MLP(config), seed=11, scale=0.1)
     mlp = load_reference_weights(run(mine().MLP, config), ref, "MLP", module=MODULE)
     x = randn(2, 5, config.n_embd, seed=12, scale=2.0)
     with torch.no_grad():
@@ -295,7 +296,8 @@ def test_mlp_matches_reference(cfg):
 def test_mlp_matches_torch_builtins(kind):
     """The MLP written with torch's own GELU and SiLU (outside the exercise)."""
     config = mlp_config(kind, hidden=40)
-    ref = perturb_parameters(reference(MODULE).MLP(config), seed=13)
+    with seeded(13):
+        ref = perturb_parameters(reference(MODULE).MLP(config), seed=13)
     mlp = load_reference_weights(run(mine().MLP, config), ref, "MLP", module=MODULE)
     x = randn(3, 4, 32, seed=14, scale=2.0)
     with torch.no_grad():
@@ -331,7 +333,8 @@ def test_mlp_acts_on_each_position_separately(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_mlp_keeps_dtype(kind, dtype):
     config = mlp_config(kind)
-    ref = perturb_parameters(reference(MODULE).MLP(config), seed=18).to(dtype)
+    with seeded(18):
+        ref = perturb_parameters(reference(MODULE).MLP(config), seed=18).to(dtype)
     mlp = load_reference_weights(run(mine().MLP, config).to(dtype), ref, "MLP", module=MODULE)
     x = randn(2, 5, 32, seed=19, dtype=dtype)
     with torch.no_grad():

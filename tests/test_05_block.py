@@ -13,7 +13,7 @@ import torch
 
 from harness import (
     CONFIG_VARIANTS, describe_config, expect_close, expect_gradients_everywhere, fail, learner,
-    load_reference_weights, perturb_parameters, randn, reference, substitute, tolerance, variant_config,
+    load_reference_weights, perturb_parameters, randn, reference, seeded, substitute, tolerance, variant_config,
 )
 
 MODULE = "block"
@@ -34,7 +34,9 @@ def rotary_for(config, T, start=0):
 
 
 def reference_block(config, seed=1, dtype=torch.float32):
-    return perturb_parameters(reference(MODULE).Block(config, layer_idx=1), seed=seed, scale=0.2).to(dtype)
+    with seeded(seed):
+        block = reference(MODULE).Block(config, layer_idx=1)
+    return perturb_parameters(block, seed=seed, scale=0.2).to(dtype)
 
 
 def learner_block(config, ref):
@@ -130,6 +132,16 @@ def block_mistakes(ref, config, x, rotary):
                          "make_norm(config)",
                          lambda: pre_norm(a_norm=eps_norm(ln1, 1e-5), m_norm=eps_norm(ln2, 1e-5))))
     return mistakes
+
+
+def layer_norm_instead_eps(ln, eps):
+    norms = reference("norms")
+    return lambda h: norms.layer_norm(h, ln.weight, None, eps=eps)
+
+
+def eps_norm(ln, eps):
+    norms = reference("norms")
+    return lambda h: norms.layer_norm(h, ln.weight, ln.bias, eps=eps)
 
 
 def rms_eps_norm(rn, eps):

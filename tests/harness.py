@@ -19,6 +19,7 @@ import contextlib
 import importlib
 import math
 import os
+import re
 
 import torch
 
@@ -76,6 +77,16 @@ def randn(*shape, seed=0, dtype=torch.float32, scale=1.0, device="cpu"):
 def randint(high, *shape, seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(high, shape, generator=g).to(device)
+
+
+@contextlib.contextmanager
+def seeded(seed):
+    """Inside, torch's global RNG starts from seed (and is restored after): a module built here gets the same
+    initial weights in every run, whatever ran before, so a test's verdict cannot change between runs.
+        with seeded(3): ref = reference("block").Block(config)"""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def perturb_parameters(module, seed=0, scale=0.1):
@@ -148,11 +159,15 @@ class Mismatch(AssertionError):
 
 
 def sentence(text: str) -> str:
-    """text as a sentence: a capital first letter and a full stop (kept when it ends in ., ! or ?)."""
+    """text as a sentence: a capital first letter and a full stop (kept when it ends in ., ! or ?).
+
+    A first word that is code (rotary_cos_sin(...), x², q) keeps its case."""
     text = text.strip()
     if not text:
         return text
-    text = text[0].upper() + text[1:]
+    first = text.split()[0]
+    if re.fullmatch(r"[a-z]+[,:;]?", first) and (len(first.rstrip(",:;")) > 1 or first == "a"):
+        text = text[0].upper() + text[1:]
     return text if text[-1] in ".!?" else text + "."
 
 
@@ -175,16 +190,70 @@ def _close(a, b, atol, rtol):
     return bool(torch.allclose(a, b, atol=atol, rtol=rtol, equal_nan=True))
 
 
-def diagnose(actual, likely, atol, rtol) -> str | None:
-    """The first `likely` mistake whose output equals `actual`, as a sentence; else None."""
+def _candidates(likely):
+    """(sentence, tensor) for each `likely` mistake that can be computed for these inputs."""
     for sentence, make in likely:
         try:
             candidate = make() if callable(make) else make
         except Exception:  # a candidate that cannot be computed for these inputs just does not match
             continue
-        if isinstance(candidate, torch.Tensor) and _close(actual, candidate, atol, rtol):
-            return sentence
-    return None
+        if isinstance(candidate, torch.Tensor):
+            yield sentence, candidate
+
+
+def _same(a, b, atol, rtol):
+    """a and b agree within the tolerance, whichever is taken as the reference."""
+    return _close(a, b, atol, rtol) or _close(b, a, atol, rtol)
+
+
+def diagnose(actual, likely, atol, rtol, expected=None) -> str | None:
+    """The `likely` mistakes whose output equals `actual`, as one sentence; else None.
+
+    A candidate that equals `expected` is skipped: on this input it cannot be told from the right answer.
+    When mistakes with different sentences all give `actual`, this input cannot tell them apart, so the
+    sentence names every one of them (choose inputs that separate them; KATA_AUDIT_LIKELY finds such pairs).
+    """
+    found = []
+    for sentence, candidate in _candidates(likely):
+        if expected is not None and _same(candidate, expected, atol, rtol):
+            continue
+        if _close(actual, candidate, atol, rtol) and sentence not in found:
+            found.append(sentence)
+    if len(found) > 1:
+        return ("one of these mistakes, which give the same output on this input: "
+                + "; or: ".join(s.rstrip(".") for s in found))
+    return found[0] if found else None
+
+
+AUDIT_ENV = "KATA_AUDIT_LIKELY"
+
+
+def audit_likely(expected, likely, atol, rtol, what):
+    """With KATA_AUDIT_LIKELY=FILE set, append to FILE every pair of `likely` mistakes (different sentences)
+    that give the same output on this test's input, one line each: the test, the call and the two sentences;
+    and every candidate that raises instead of giving an output (it can never be named).
+
+    Such a pair means this input cannot tell the two mistakes apart; a developer's check, silent otherwise:
+        KATA_AUDIT_LIKELY=/tmp/pairs.txt python -m pytest tests/test_03_attention.py --impl=solutions
+    """
+    path = os.environ.get(AUDIT_ENV)
+    if not path:
+        return
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" (", 1)[0]
+    lines = []
+    for sentence, make in likely:  # a candidate that raises never matches: worth a look (a NameError is a bug)
+        try:
+            make() if callable(make) else make
+        except Exception as error:  # noqa: BLE001
+            lines.append(f"{test}\t{what}\t{sentence[:70]!r} RAISES {type(error).__name__}: {error}\n")
+    candidates = [(s, c) for s, c in _candidates(likely) if not _same(c, expected, atol, rtol)]
+    for i, (first, a) in enumerate(candidates):
+        for second, b in candidates[i + 1:]:
+            if first != second and _same(a, b, atol, rtol):
+                lines.append(f"{test}\t{what}\t{first[:70]!r} == {second[:70]!r}\n")
+    if lines:
+        with open(path, "a", encoding="utf-8") as out:
+            out.writelines(lines)
 
 
 def largest_difference(actual, expected):
@@ -200,15 +269,19 @@ def largest_difference(actual, expected):
 
 
 def expect_close(actual, expected, what, *, module, inputs=None, atol=None, rtol=None, likely=(),
-                 hint=None, model=False):
+                 hint=None, model=False, cause=None):
     """Assert actual matches expected (shape, dtype, device, values) or fail with a teaching message.
 
     module: the exercise's module name ("attention"), for the message's label.
-    likely: (sentence, tensor or callable returning a tensor) pairs: outputs of known mistakes. The first
-        whose output equals actual leads the message ("This looks like: ...") and is its cause.
+    likely: (sentence, tensor or callable returning a tensor) pairs: outputs of known mistakes. The one whose
+        output equals actual leads the message ("This looks like: ...") and is its cause (all of them, when
+        several different ones do; candidates that equal expected are skipped).
     hint: a sentence added to a value mismatch that matches no likely mistake. It is not a cause: it may
         only say what this test isolates ("this call passes no eps, so the default is used"), never guess
         at a mistake the test did not establish.
+    cause: the mistake a value mismatch means, when the test has isolated it (the same call with an explicit
+        eps matched, so a mismatch without it can only be the default eps). Used when no likely mistake
+        matches; it leads the message like fail(cause=...).
     """
     call = call_text(what, inputs)
     if not isinstance(actual, torch.Tensor):
@@ -216,6 +289,7 @@ def expect_close(actual, expected, what, *, module, inputs=None, atol=None, rtol
     d_atol, d_rtol = tolerance(expected.dtype, model)
     atol = d_atol if atol is None else atol
     rtol = d_rtol if rtol is None else rtol
+    audit_likely(expected, likely, atol, rtol, what)
     if actual.shape != expected.shape:
         found = diagnose(actual, likely, atol, rtol)
         fail(module, f"{call} returned shape {tuple(actual.shape)}, expected {tuple(expected.shape)}.",
@@ -233,9 +307,11 @@ def expect_close(actual, expected, what, *, module, inputs=None, atol=None, rtol
             f"tolerance atol={atol:g}, rtol={rtol:g}.")
     if actual.isnan().any() and not expected.isnan().any():
         text += " Your output has NaN where the reference has none."
-    found = diagnose(actual, likely, atol, rtol)
+    found = diagnose(actual, likely, atol, rtol, expected)
     if not found and hint:
         text += f" {hint}"
+    if not found and cause:
+        fail(module, text, cause=cause)
     fail(module, text, cause=found, looks_like=True)
 
 
@@ -243,7 +319,29 @@ def expect_unchanged(before: dict, after: dict, what, *, module):
     """Inputs must not be modified in place."""
     for name, tensor in before.items():
         if not torch.equal(tensor, after[name]):
-            fail(module, f"{what} modified its input {name!r} in place; compute on a new tensor instead.")
+            fail(module, "Compute on a new tensor instead.",
+                 cause=f"{what} modified its input {name!r} in place")
+
+
+_BROADCAST = re.compile(r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\) "
+                        r"at non-singleton dimension (\d+)")
+
+
+def keepdim_cause(error, x) -> str | None:
+    """The cause of a broadcasting RuntimeError raised while computing on x (..., T, C), when the error's
+    sizes show a value reduced over x's last dim that lost its size-1 axis (x.mean(-1) without keepdim=True):
+    the mismatch is at x's last dim, between C and T. Otherwise None (the error stays as it is)."""
+    match = _BROADCAST.search(str(error))
+    if not match or not isinstance(x, torch.Tensor) or x.dim() < 2:
+        return None
+    sizes, dim = {int(match[1]), int(match[2])}, int(match[3])
+    C, T = x.shape[-1], x.shape[-2]
+    if C == T or sizes != {C, T} or dim != x.dim() - 1:
+        return None
+    reduced = tuple(x.shape[:-1])
+    return (f"a value reduced over the last dim (a mean, a variance) lost its size-1 axis: x.mean(dim=-1) has "
+            f"shape {reduced}, which does not line up with x {tuple(x.shape)}; pass keepdim=True to get "
+            f"{reduced + (1,)}, which broadcasts over the {C} channels")
 
 
 # --- modules --------------------------------------------------------------------------------
@@ -265,9 +363,13 @@ def load_reference_weights(mine, ref, what, *, module):
         problems.append("; ".join(shapes))
     if problems:
         text = f"{what}'s parameters differ from the contract's: " + "; ".join(problems) + "."
-        if shapes and any("weight" in s for s in shapes):
-            text += " nn.Linear(in, out).weight has shape (out, in)."
-        fail(module, text)
+        transposed = [k for k in theirs if k in ours and ours[k].dim() == 2 and ours[k].shape != theirs[k].shape
+                      and tuple(ours[k].shape) == tuple(reversed(theirs[k].shape))]
+        cause = None
+        if transposed:  # established: the shape is exactly the contract's, reversed
+            cause = (f"{', '.join(transposed)} {'is' if len(transposed) == 1 else 'are'} transposed: "
+                     f"nn.Linear(in, out).weight has shape (out, in)")
+        fail(module, text, cause=cause)
     mine.load_state_dict(theirs, strict=True)
     return mine
 
@@ -280,6 +382,26 @@ def expect_gradients_everywhere(mod, loss, what, *, module):
     if dead:
         fail(module, f"{what}: no gradient reaches {', '.join(dead)}; the output does not depend on "
                      f"{'it' if len(dead) == 1 else 'them'} (detached, unused, or computed without autograd).")
+
+
+@contextlib.contextmanager
+def substitute(module, **attributes):
+    """While active, module.<name> is the given object (then restored): a learner module's reference to
+    another exercise's function, swapped for the reference's, so that a test checks this exercise's own code:
+        with substitute(learner("attention"), apply_rotary=reference("rotary").apply_rotary): ...
+    Code that reaches the function another way is unaffected (and then checked as it is)."""
+    missing = object()
+    saved = {name: getattr(module, name, missing) for name in attributes}
+    for name, value in attributes.items():
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                delattr(module, name)
+            else:
+                setattr(module, name, value)
 
 
 # --- built-ins that are off limits inside an exercise ---------------------------------------

@@ -10,8 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from harness import (
-    expect_close, expect_gradients_everywhere, expect_unchanged, fail, forbid, learner, load_reference_weights,
-    perturb_parameters, randn, reference,
+    describe, expect_close, expect_gradients_everywhere, expect_unchanged, fail, forbid, keepdim_cause, learner,
+    load_reference_weights, perturb_parameters, randn, reference,
 )
 
 MODULE = "norms"
@@ -27,9 +27,20 @@ def mine():
 
 
 def run(fn, *args, **kwargs):
-    """Call the learner's code with the built-in norms refusing to run."""
+    """Call the learner's code with the built-in norms refusing to run.
+
+    A broadcasting RuntimeError whose sizes show a mean over the last dim that lost its size-1 axis fails
+    with that cause (keepdim=True) instead of the bare error."""
     with forbid(MODULE, OFF_LIMITS, BUILTINS, learner_module=mine()):
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except RuntimeError as error:
+            x = next((a for a in args if isinstance(a, torch.Tensor)), None)
+            cause = keepdim_cause(error, x)
+            if cause is None:
+                raise
+            name = getattr(fn, "__name__", type(fn).__name__)
+            fail(MODULE, f"{name}(x {describe(x)}) raised RuntimeError: {error}", cause=cause)
 
 
 # Known mistakes, computed in float64 from x and the parameters: the message names the one that matches.
@@ -87,6 +98,16 @@ def rms_norm_mistakes(x, w, eps):
         ("the weight is not applied", cast(lambda: x64 * torch.rsqrt(ms + eps))),
         ("x is divided by mean(x²) without the square root",
          cast(lambda: affine(x64 / (ms + eps), w64, None))),
+        ("the mean of |x| is used where the mean of x² belongs: rms_norm divides by sqrt(mean(x²) + eps), the "
+         "root of the mean square", cast(lambda: affine(x64 * torch.rsqrt(x64.abs().mean(-1, keepdim=True) + eps),
+                                                        w64, None))),
+        ("x is divided by mean(|x|), the mean absolute value, with no square root; rms_norm divides by the root "
+         "mean square, sqrt(mean(x²) + eps)", cast(lambda: affine(x64 / (x64.abs().mean(-1, keepdim=True) + eps),
+                                                                  w64, None))),
+        ("x is divided by mean(|x|), the mean absolute value, with no square root; rms_norm divides by the root "
+         "mean square, sqrt(mean(x²) + eps)", cast(lambda: affine(x64 / x64.abs().mean(-1, keepdim=True), w64, None))),
+        ("the statistics are taken over the first dim instead of the last (use dim=-1)",
+         cast(lambda: affine(x64 * torch.rsqrt(x64.pow(2).mean(0, keepdim=True) + eps), w64, None))),
     ]
 
 
@@ -114,11 +135,18 @@ def test_layer_norm_matches_torch():
                  likely=layer_norm_mistakes(x, w, b, 1e-5))
 
 
+def default_eps_cause(call, eps, signature):
+    return (f"the default eps is not {eps}: {call} with eps={eps} passed explicitly matches on this input, "
+            f"{call} without it does not ({signature})")
+
+
 def test_layer_norm_default_eps_is_1e_5():
-    x = randn(2, 4, seed=7, scale=1e-3)  # tiny variance: eps dominates, so its value shows
-    out = run(mine().layer_norm, x)
-    expect_close(out, F.layer_norm(x, (4,), eps=1e-5), "layer_norm(x) with the default eps", module=MODULE,
-                 inputs=dict(x=x), hint="The default eps is 1e-5.")
+    x = randn(2, 4, seed=7, scale=1e-3)  # variance ~1e-6, below eps: the eps used decides the output
+    want = F.layer_norm(x, (4,), eps=1e-5)
+    expect_close(run(mine().layer_norm, x, eps=1e-5), want, "layer_norm", module=MODULE,
+                 inputs=dict(x=x, eps=1e-5), likely=layer_norm_mistakes(x, None, None, 1e-5))
+    expect_close(run(mine().layer_norm, x), want, "layer_norm", module=MODULE, inputs=dict(x=x),
+                 cause=default_eps_cause("layer_norm(x)", "1e-5", "def layer_norm(x, weight=None, bias=None, eps=1e-5)"))
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -142,10 +170,12 @@ def test_rms_norm_matches_torch():
 
 
 def test_rms_norm_default_eps_is_1e_6():
-    x = randn(2, 4, seed=15, scale=1e-3)
-    out = run(mine().rms_norm, x)
-    expect_close(out, F.rms_norm(x, (4,), eps=1e-6), "rms_norm(x) with the default eps", module=MODULE,
-                 inputs=dict(x=x), hint="The default eps is 1e-6.")
+    x = randn(2, 4, seed=15, scale=1e-3)  # mean(x²) ~1e-6, the size of eps: the eps used decides the output
+    want = F.rms_norm(x, (4,), eps=1e-6)
+    expect_close(run(mine().rms_norm, x, eps=1e-6), want, "rms_norm", module=MODULE, inputs=dict(x=x, eps=1e-6),
+                 likely=rms_norm_mistakes(x, None, 1e-6))
+    expect_close(run(mine().rms_norm, x), want, "rms_norm", module=MODULE, inputs=dict(x=x),
+                 cause=default_eps_cause("rms_norm(x)", "1e-6", "def rms_norm(x, weight=None, eps=1e-6)"))
 
 
 @pytest.mark.parametrize("fn", ["layer_norm", "rms_norm"])
@@ -159,9 +189,15 @@ def test_float16_with_large_values_does_not_overflow(fn):
     overflow = (f"x² overflows float16 (max 65504) for |x| up to {x32.abs().max():.0f}: convert x to float32 "
                 f"before squaring and the result back to x's dtype at the end")
     if isinstance(out, torch.Tensor) and out.dtype == torch.float16 and not torch.isfinite(out).all():
-        fail(MODULE, f"{fn} of a float16 x gave inf or NaN: {overflow}.")
+        # the same values in float32 come out finite: the float16 arithmetic overflowed
+        in_float32 = run(getattr(mine(), fn), x.float(), w.float())
+        finite32 = isinstance(in_float32, torch.Tensor) and bool(torch.isfinite(in_float32).all())
+        fail(MODULE, f"{fn} of a float16 x gave inf or NaN" + (", and finite values for the same x in float32."
+                                                                  if finite32 else "."),
+             cause=overflow if finite32 else None)
+    mistakes = layer_norm_mistakes(x, w, None, 1e-5) if fn == "layer_norm" else rms_norm_mistakes(x, w, 1e-6)
     in_float16 = lambda: in_own_dtype(fn, x, w)  # noqa: E731
-    expect_close(out, want, fn, module=MODULE, inputs=dict(x=x, weight=w), likely=[(overflow, in_float16)])
+    expect_close(out, want, fn, module=MODULE, inputs=dict(x=x, weight=w), likely=[(overflow, in_float16), *mistakes])
 
 
 def in_own_dtype(fn, x, w):
@@ -180,12 +216,12 @@ def test_returns_the_input_dtype(fn, dtype):
     out = run(getattr(mine(), fn), x, w)
     want = getattr(reference(MODULE), fn)(x, w)
     if isinstance(out, torch.Tensor) and out.dtype != dtype:
-        fail(MODULE, f"{fn} of a {str(dtype)[6:]} x returned {str(out.dtype)[6:]}; compute in float32 "
-                     f"(float64 stays float64) but return x's dtype: .to(x.dtype) at the end.")
-    likely = []
+        fail(MODULE, "Compute in float32 (float64 stays float64) but return x's dtype: .to(x.dtype) at the end.",
+             cause=f"{fn} of a {str(dtype)[6:]} x returned {str(out.dtype)[6:]}, not x's dtype")
+    likely = layer_norm_mistakes(x, w, None, 1e-5) if fn == "layer_norm" else rms_norm_mistakes(x, w, 1e-6)
     if dtype == torch.float64:
         likely = [("float64 was computed in float32; leave float64 as it is (upcast only below float32)",
-                   lambda: getattr(reference(MODULE), fn)(x.float(), w.float()).double())]
+                   lambda: getattr(reference(MODULE), fn)(x.float(), w.float()).double()), *likely]
     expect_close(out, want, fn, module=MODULE, inputs=dict(x=x, weight=w), likely=likely)
 
 
@@ -212,33 +248,78 @@ def test_rms_norm_module_parameters():
 def expect_parameters(module, what, want):
     have = dict(module.named_parameters())
     if set(have) != set(want):
+        cause = None
+        if "bias" in have and "bias" not in want:
+            cause = f"{what} has a bias parameter; with bias=False self.bias is None"
+        elif "bias" in want and "bias" not in have and "weight" in have:
+            cause = f"{what} has no bias parameter; with bias=True self.bias = nn.Parameter(torch.zeros(ndim))"
         fail(MODULE, f"{what} has parameters {sorted(have)}, expected {sorted(want)} "
-                     f"(nn.Parameter attributes; a bias of None when bias=False).")
+                     f"(nn.Parameter attributes; a bias of None when bias=False).", cause=cause)
     for name, value in want.items():
         if have[name].shape != value.shape or not torch.equal(have[name].detach(), value):
-            fail(MODULE, f"{what}.{name} should start as {'ones' if value.sum() else 'zeros'} of shape "
-                         f"{tuple(value.shape)}.")
+            start = "ones" if value.sum() else "zeros"
+            fail(MODULE, f"Start it as torch.{start}(ndim).",
+                 cause=f"{what}.{name} does not start as {start} of shape {tuple(value.shape)}")
     if set(module.state_dict()) != set(want):
-        fail(MODULE, f"{what}'s state_dict has keys {sorted(module.state_dict())}, expected {sorted(want)}.")
+        extra = sorted(set(module.state_dict()) - set(want))
+        fail(MODULE, f"{what}'s state_dict has keys {sorted(module.state_dict())}, expected {sorted(want)}.",
+             cause=f"{what} keeps persistent buffers ({', '.join(extra)}): a norm holds its parameters only"
+                   if extra else None)
+
+
+def test_layer_norm_module_default_eps_is_1e_5():
+    x = randn(2, 3, 4, seed=45, scale=1e-3)  # variance ~1e-6, below eps: the eps used decides the output
+    want = F.layer_norm(x, (4,), eps=1e-5)
+    expect_close(run(run(mine().LayerNorm, 4, eps=1e-5), x), want, "LayerNorm(4, eps=1e-5)", module=MODULE,
+                 inputs=dict(x=x), likely=layer_norm_mistakes(x, None, None, 1e-5))
+    expect_close(run(run(mine().LayerNorm, 4), x), want, "LayerNorm(4)", module=MODULE, inputs=dict(x=x),
+                 cause=default_eps_cause("LayerNorm(4)", "1e-5", "def __init__(self, ndim, bias=True, eps=1e-5)"))
+
+
+def test_rms_norm_module_default_eps_is_1e_6():
+    x = randn(2, 3, 4, seed=46, scale=1e-3)  # mean(x²) ~1e-6, the size of eps: the eps used decides the output
+    want = F.rms_norm(x, (4,), eps=1e-6)
+    expect_close(run(run(mine().RMSNorm, 4, eps=1e-6), x), want, "RMSNorm(4, eps=1e-6)", module=MODULE,
+                 inputs=dict(x=x), likely=rms_norm_mistakes(x, None, 1e-6))
+    expect_close(run(run(mine().RMSNorm, 4), x), want, "RMSNorm(4)", module=MODULE, inputs=dict(x=x),
+                 cause=default_eps_cause("RMSNorm(4)", "1e-6", "def __init__(self, ndim, eps=1e-6)"))
+
+
+def module_eps_mistake(fn, default):
+    """forward calls the function without eps=self.eps, so the function's default is used."""
+    return (f"forward does not pass the module's eps: it calls {fn} without eps=self.eps, so {fn}'s default "
+            f"{default} is used instead of the eps given to the module")
+
+
+MODULE_EPS = 0.25  # large, so that a module that drops its eps is far off
 
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_layer_norm_module_matches_reference(bias):
-    ref = perturb_parameters(reference(MODULE).LayerNorm(16, bias=bias, eps=1e-3), seed=41)
-    ln = load_reference_weights(run(mine().LayerNorm, 16, bias=bias, eps=1e-3), ref, "LayerNorm", module=MODULE)
+    ref = perturb_parameters(reference(MODULE).LayerNorm(16, bias=bias, eps=MODULE_EPS), seed=41)
+    ln = load_reference_weights(run(mine().LayerNorm, 16, bias=bias, eps=MODULE_EPS), ref, "LayerNorm", module=MODULE)
     x = randn(2, 5, 16, seed=42, scale=2.0) + 1.0
-    expect_close(run(ln, x), ref(x), f"LayerNorm(16, bias={bias}, eps=1e-3)", module=MODULE, inputs=dict(x=x),
-                 likely=layer_norm_mistakes(x, ref.weight.detach(), ref.bias.detach() if bias else None, 1e-3),
-                 hint="Check that forward passes the module's own weight, bias and eps.")
+    w, b = ref.weight.detach(), ref.bias.detach() if bias else None
+    ln_ = reference(MODULE).layer_norm
+    likely = [
+        (module_eps_mistake("layer_norm", "1e-5"), lambda: ln_(x, w, b)),
+        *layer_norm_mistakes(x, w, b, MODULE_EPS),
+    ]
+    expect_close(run(ln, x), ref(x), f"LayerNorm(16, bias={bias}, eps={MODULE_EPS})", module=MODULE,
+                 inputs=dict(x=x), likely=likely)
 
 
 def test_rms_norm_module_matches_reference():
-    ref = perturb_parameters(reference(MODULE).RMSNorm(16, eps=1e-3), seed=43)
-    rn = load_reference_weights(run(mine().RMSNorm, 16, eps=1e-3), ref, "RMSNorm", module=MODULE)
+    ref = perturb_parameters(reference(MODULE).RMSNorm(16, eps=MODULE_EPS), seed=43)
+    rn = load_reference_weights(run(mine().RMSNorm, 16, eps=MODULE_EPS), ref, "RMSNorm", module=MODULE)
     x = randn(2, 5, 16, seed=44, scale=2.0)
-    expect_close(run(rn, x), ref(x), "RMSNorm(16, eps=1e-3)", module=MODULE, inputs=dict(x=x),
-                 likely=rms_norm_mistakes(x, ref.weight.detach(), 1e-3),
-                 hint="Check that forward passes the module's own weight and eps.")
+    w = ref.weight.detach()
+    rms_ = reference(MODULE).rms_norm
+    likely = [
+        (module_eps_mistake("rms_norm", "1e-6"), lambda: rms_(x, w)),
+        *rms_norm_mistakes(x, w, MODULE_EPS),
+    ]
+    expect_close(run(rn, x), ref(x), f"RMSNorm(16, eps={MODULE_EPS})", module=MODULE, inputs=dict(x=x), likely=likely)
 
 
 @pytest.mark.parametrize("cls", ["LayerNorm", "RMSNorm"])
@@ -249,8 +330,8 @@ def test_gradients_reach_every_parameter_and_the_input(cls):
     loss = (out * randn(3, 8, seed=53)).sum()
     expect_gradients_everywhere(module, loss, cls, module=MODULE)
     if x.grad is None or not torch.any(x.grad != 0):
-        fail(MODULE, f"{cls}: no gradient reaches the input x; keep the computation in autograd "
-                     f"(no .detach(), .item() or .numpy()).")
+        fail(MODULE, "Keep the computation in autograd (no .detach(), .item() or .numpy()).",
+             cause=f"{cls}: no gradient reaches the input x")
 
 
 def test_layer_norm_adds_a_bias_without_a_weight():
@@ -259,5 +340,6 @@ def test_layer_norm_adds_a_bias_without_a_weight():
     out = run(mine().layer_norm, x, None, b, eps=1e-1)
     expect_close(out, reference(MODULE).layer_norm(x, None, b, eps=1e-1), "layer_norm(x, weight=None, bias=b)",
                  module=MODULE, inputs=dict(x=x, bias=b, eps=1e-1),
-                 likely=[("the bias is added only when a weight is given; weight and bias are independent",
-                          lambda: reference(MODULE).layer_norm(x, None, None, eps=1e-1))])
+                 likely=[("the bias is not added when no weight is given; weight and bias are independent",
+                          lambda: reference(MODULE).layer_norm(x, None, None, eps=1e-1)),
+                         *(m for m in layer_norm_mistakes(x, None, b, 1e-1) if "bias is not added" not in m[0])])

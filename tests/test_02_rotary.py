@@ -9,7 +9,9 @@ keeps lengths, and q·k depends only on the distance between the positions.
 import pytest
 import torch
 
-from harness import devices, expect_close, expect_unchanged, fail, learner, randn, reference, tolerance
+from harness import (
+    devices, diagnose, expect_close, expect_unchanged, fail, learner, randn, reference, substitute, tolerance,
+)
 
 MODULE = "rotary"
 
@@ -51,7 +53,7 @@ def table_mistakes(T, D, base, which):
     """Mistaken versions of the cos (which=0) or sin (which=1) table."""
     pick = lambda **knobs: (lambda: tables(T, D, base, **knobs)[which])  # noqa: E731
     return [
-        ("cos and sin are swapped (return cos first, then sin)", lambda: tables(T, D, base)[1 - which]),
+        ("cos and sin are swapped: rotary_cos_sin returns (cos, sin), cos first", lambda: tables(T, D, base)[1 - which]),
         ("the exponent is i/head_dim for i < head_dim/2; it is 2i/head_dim: torch.arange(0, head_dim, 2) / head_dim",
          pick(exponents="i/D")),
         ("the exponent is 2i/(head_dim/2); it is 2i/head_dim: torch.arange(0, head_dim, 2) / head_dim",
@@ -98,18 +100,66 @@ def rotate_half_mistakes(x):
 
 
 def apply_mistakes(x, cos, sin):
+    """Mistakes in apply_rotary's own formula (the tests run it with the reference's rotate_half)."""
     x64, c, s = x.double(), cos.double(), sin.double()
     rot = ref().rotate_half(x64)
     cast = lambda fn: (lambda: fn().to(x.dtype))  # noqa: E731
     return [
-        ("cos and sin are swapped: x * cos + rotate_half(x) * sin, not x * sin + rotate_half(x) * cos",
-         cast(lambda: x64 * s + rot * c)),
-        ("x is rotated the wrong way: x * cos + rotate_half(x) * sin, with a plus sign",
+        ("cos and sin are swapped in apply_rotary: it is x * cos + rotate_half(x) * sin, not "
+         "x * sin + rotate_half(x) * cos", cast(lambda: x64 * s + rot * c)),
+        ("apply_rotary turns x the wrong way: it adds the sin term, x * cos + rotate_half(x) * sin",
          cast(lambda: x64 * c - rot * s)),
         ("rotate_half is missing: the sin term multiplies rotate_half(x), not x", cast(lambda: x64 * c + x64 * s)),
         ("the channels are paired interleaved (the RoPE paper's layout); the Llama layout pairs the two halves, "
          "channel j with channel j + D/2", cast(lambda: x64 * c + interleaved_rotate_half(x64) * s)),
     ]
+
+
+def my_apply(x, cos, sin):
+    """Your apply_rotary with the reference's rotate_half in place of yours, so that its tests check its own
+    formula (rotate_half has tests of its own); an apply_rotary that does not call rotate_half is unaffected."""
+    with substitute(mine(), rotate_half=ref().rotate_half):
+        return mine().apply_rotary(x, cos, sin)
+
+
+def wrong_pieces(x, base):
+    """Rope with your own tables, rotate_half and apply_rotary: which of the three differ from the reference's on
+    x's sizes, each checked alone. Returns (cause, text): the mistakes named (established, each matching a
+    known mistake's output) and a sentence on the pieces that differ in some other way."""
+    T, D = x.shape[-2:]
+    atol, rtol = tolerance(torch.float32)
+    ref_cos, ref_sin = ref().rotary_cos_sin(T, D, base)
+    named, other = [], []
+
+    def check(what, compute, want, likely):
+        try:
+            got = compute()
+        except Exception as error:  # noqa: BLE001 - a piece that crashes is reported by its own tests
+            other.append(f"{what} raised {type(error).__name__}")
+            return
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dtype != want.dtype:
+            other.append(f"{what} returned {describe_out(got)}, expected shape {tuple(want.shape)}")
+            return
+        if torch.allclose(got.double(), want.double(), atol=atol, rtol=rtol):
+            return
+        found = diagnose(got, likely, atol, rtol, want)
+        if found:
+            named.append(f"{what} is wrong: {found.rstrip('.')}")
+        else:
+            other.append(f"{what} differs from the reference")
+
+    tables_call = f"rotary_cos_sin({T}, {D}, base={base:g})"
+    check(f"{tables_call}[0] (cos)", lambda: mine().rotary_cos_sin(T, D, base)[0], ref_cos, table_mistakes(T, D, base, 0))
+    check(f"{tables_call}[1] (sin)", lambda: mine().rotary_cos_sin(T, D, base)[1], ref_sin, table_mistakes(T, D, base, 1))
+    check("rotate_half", lambda: mine().rotate_half(x), ref().rotate_half(x), rotate_half_mistakes(x))
+    check("apply_rotary", lambda: my_apply(x, ref_cos, ref_sin), ref().apply_rotary(x, ref_cos, ref_sin),
+          apply_mistakes(x, ref_cos, ref_sin))
+    cause = "; and ".join(named) or None
+    text = ""
+    if other:
+        text = (f" Checked alone on these sizes, {', and '.join(other)}: test_cos_sin_match_reference, "
+                f"test_rotate_half_matches_reference and test_apply_rotary_matches_reference show more.")
+    return cause, text
 
 
 def check_tables(out, what):
@@ -118,8 +168,8 @@ def check_tables(out, what):
         fail(MODULE, f"{what} returned {type(out).__name__}; it returns a pair of tensors (cos, sin).")
     for name, t in zip(("cos", "sin"), out):
         if t.dtype != torch.float32:
-            fail(MODULE, f"{what} returned a {str(t.dtype)[6:]} {name} table; the tables are float32 "
-                         f"(torch.arange(..., dtype=torch.float32)), whatever dtype the model later uses.")
+            fail(MODULE, "Build them with torch.arange(..., dtype=torch.float32), whatever dtype the model later uses.",
+                 cause=f"{what} returned a {str(t.dtype)[6:]} {name} table; the tables are float32")
     return out
 
 
@@ -170,8 +220,9 @@ def test_cos_sin_are_made_on_the_given_device(device):
     cos, sin = check_tables(mine().rotary_cos_sin(6, 8, device=device), f"rotary_cos_sin(6, 8, device={device!r})")
     for name, t in (("cos", cos), ("sin", sin)):
         if t.device.type != torch.device(device).type:
-            fail(MODULE, f"rotary_cos_sin(6, 8, device={device!r}) returned {name} on {t.device}; make the tables "
-                         f"on `device` (torch.arange(..., device=device)).")
+            fail(MODULE, "Make the tables on `device`: torch.arange(..., device=device).",
+                 cause=f"rotary_cos_sin(6, 8, device={device!r}) returned {name} on {t.device}, not on the device "
+                       f"asked for")
         if tuple(t.shape) != (6, 8):
             fail(MODULE, f"rotary_cos_sin(6, 8, device={device!r}) returned {name} of shape {tuple(t.shape)}, "
                          f"expected (6, 8).")
@@ -183,8 +234,9 @@ def test_cos_sin_are_made_on_the_given_device(device):
 def test_cos_sin_default_device_is_cpu():
     cos, sin = check_tables(mine().rotary_cos_sin(3, 4, device=None), "rotary_cos_sin(3, 4, device=None)")
     if cos.device.type != "cpu" or sin.device.type != "cpu":
-        fail(MODULE, f"rotary_cos_sin(3, 4, device=None) returned tables on {cos.device}/{sin.device}; "
-                     f"device=None means torch's default, the CPU.")
+        fail(MODULE, "device=None means torch's default, the CPU.",
+             cause=f"rotary_cos_sin(3, 4, device=None) returned tables on {cos.device}/{sin.device}, not on the "
+                   f"default device")
 
 
 # --- rotate_half ----------------------------------------------------------------------------
@@ -215,14 +267,14 @@ def test_apply_rotary_matches_reference(shape):
     x = randn(*shape, seed=3)
     cos, sin = ref().rotary_cos_sin(T + 2, D, 100.0)  # a small base turns even the last channels
     cos, sin = cos[2:], sin[2:]  # positions 2 .. T+1, as in a sliced table
-    expect_close(mine().apply_rotary(x, cos, sin), ref().apply_rotary(x, cos, sin), "apply_rotary", module=MODULE,
+    expect_close(my_apply(x, cos, sin), ref().apply_rotary(x, cos, sin), "apply_rotary", module=MODULE,
                  inputs=dict(x=x, cos=cos, sin=sin), likely=apply_mistakes(x, cos, sin))
 
 
 def test_apply_rotary_matches_hf_llama_apply_rotary_pos_emb():
     q, k = randn(2, 4, 6, 16, seed=4), randn(2, 2, 6, 16, seed=5)  # grouped-query: fewer k heads
     cos, sin = ref().rotary_cos_sin(6, 16, 50.0)
-    q_out, k_out = mine().apply_rotary(q, cos, sin), mine().apply_rotary(k, cos, sin)
+    q_out, k_out = my_apply(q, cos, sin), my_apply(k, cos, sin)
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
     q_hf, k_hf = apply_rotary_pos_emb(q, k, cos[None], sin[None])  # HF's tables carry a batch dim
@@ -244,20 +296,20 @@ def test_rope_end_to_end_matches_hf_llama():
     config = LlamaConfig(hidden_size=3 * D, num_attention_heads=3, rope_theta=base, max_position_embeddings=32)
     hf_cos, hf_sin = LlamaRotaryEmbedding(config)(q, torch.arange(T)[None])
     want, _ = apply_rotary_pos_emb(q, q, hf_cos, hf_sin)
+    cause, text = wrong_pieces(q, base)
     expect_close(out, want, f"apply_rotary(q, *rotary_cos_sin({T}, {D}, base={base:g})) vs Hugging Face Llama",
-                 module=MODULE, inputs=dict(q=q),
-                 hint="Run test_cos_sin_match_reference and test_apply_rotary_matches_reference to see which half "
-                      "is off.")
+                 module=MODULE, inputs=dict(q=q), cause=cause, hint=text.strip() or None)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64], ids=str)
 def test_apply_rotary_keeps_the_dtype_of_x(dtype):
     x = randn(2, 3, 5, 8, seed=7, dtype=dtype)
     cos, sin = ref().rotary_cos_sin(5, 8, 100.0)  # float32 tables, as rotary_cos_sin makes them
-    out = mine().apply_rotary(x, cos, sin)
+    out = my_apply(x, cos, sin)
     if isinstance(out, torch.Tensor) and out.dtype != dtype:
-        fail(MODULE, f"apply_rotary of a {str(dtype)[6:]} x with float32 cos/sin returned {str(out.dtype)[6:]}: "
-                     f"cast cos and sin to x.dtype (cos.to(x.dtype)) so the output keeps x's dtype.")
+        fail(MODULE, "The output keeps x's dtype.",
+             cause=f"apply_rotary of a {str(dtype)[6:]} x with float32 cos/sin returned {str(out.dtype)[6:]}: "
+                   f"cast cos and sin to x.dtype (cos.to(x.dtype))")
     # The tables are float32, so even a float64 answer is only float32-accurate: rotating in float32 and
     # casting back (as Meta's Llama code does) is as right as casting the tables to float64.
     atol, rtol = tolerance(torch.float32) if dtype == torch.float64 else tolerance(dtype)
@@ -269,7 +321,7 @@ def test_apply_rotary_does_not_modify_its_inputs():
     x = randn(2, 3, 5, 8, seed=8)
     cos, sin = ref().rotary_cos_sin(5, 8)
     before = dict(x=x.clone(), cos=cos.clone(), sin=sin.clone())
-    mine().apply_rotary(x, cos, sin)
+    my_apply(x, cos, sin)
     expect_unchanged(before, dict(x=x, cos=cos, sin=sin), "apply_rotary", module=MODULE)
     mine().rotate_half(x)
     expect_unchanged(before, dict(x=x, cos=cos, sin=sin), "rotate_half", module=MODULE)
@@ -292,8 +344,9 @@ def test_position_0_is_the_identity():
         fail(MODULE, f"apply_rotary returned {describe_out(out)} for x {tuple(x.shape)}; it keeps x's shape.")
     atol, rtol = tolerance(torch.float32)
     if not torch.allclose(out[:, :, 0], x[:, :, 0], atol=atol, rtol=rtol):
+        cause, text = wrong_pieces(x, 10000.0)
         fail(MODULE, "RoPE changed the vectors at position 0; the angle there is 0 (cos 1, sin 0), so they must "
-                     "come out unchanged. Check that the positions start at 0 and that cos and sin are not swapped.")
+                     "come out unchanged." + text, cause=cause)
 
 
 def test_rotation_keeps_every_vector_length():
@@ -301,10 +354,10 @@ def test_rotation_keeps_every_vector_length():
     out = my_rope(x, base=100.0)
     if not isinstance(out, torch.Tensor) or out.shape != x.shape:
         fail(MODULE, f"apply_rotary returned {describe_out(out)} for x {tuple(x.shape)}; it keeps x's shape.")
+    cause, text = wrong_pieces(x, 100.0)
     expect_close(out.norm(dim=-1), x.norm(dim=-1), "the length of each rotated vector, |rope(x)|, against |x|",
-                 module=MODULE, inputs=dict(x=x),
-                 hint="A rotation keeps lengths. Each pair (channel j, channel j + D/2) must turn by one angle: the "
-                      "two copies of the angle table go side by side (cat), and rotate_half pairs the two halves.")
+                 module=MODULE, inputs=dict(x=x), cause=cause,
+                 hint="A rotation keeps lengths: each pair of channels (j, j + D/2) turns by one angle." + text)
 
 
 def test_q_dot_k_depends_only_on_the_relative_position():
@@ -319,10 +372,10 @@ def test_q_dot_k_depends_only_on_the_relative_position():
     diff = (scores[1:, 1:] - scores[:-1, :-1]).abs()  # shifting both positions by 1 must change nothing
     if diff.max() > 1e-4 * (1 + scores.abs().max()):
         m, n = (int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+        cause, text = wrong_pieces(torch.stack((q, k)).expand(1, 2, T, D).contiguous(), 100.0)
         fail(MODULE, f"rope(q at position {m}) · rope(k at position {n}) = {scores[m, n]:.5g} but at positions "
                      f"({m + 1}, {n + 1}) it is {scores[m + 1, n + 1]:.5g}: shifting both positions should not change "
-                     f"the dot product, which should depend only on m - n. Channel j and channel j + D/2 must turn "
-                     f"by the same angle, and rotate_half must pair exactly those channels.")
+                     f"the dot product, which should depend only on m - n." + text, cause=cause)
 
 
 def describe_out(out):

@@ -14,8 +14,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from harness import (
-    expect_close, expect_gradients_everywhere, expect_unchanged, fail, forbid, learner, load_reference_weights,
-    perturb_parameters, randn, reference, small_config, tolerance, variant_config,
+    diagnose, expect_close, expect_gradients_everywhere, expect_unchanged, fail, forbid, learner,
+    load_reference_weights, perturb_parameters, randn, reference, seeded, small_config, substitute, tolerance,
+    variant_config,
 )
 
 MODULE = "attention"
@@ -36,8 +37,11 @@ def ref():
 
 
 def run(fn, *args, **kwargs):
-    """Call the learner's code with F.scaled_dot_product_attention refusing to run."""
-    with forbid(MODULE, OFF_LIMITS, BUILTINS, learner_module=mine()):
+    """Call the learner's code with F.scaled_dot_product_attention refusing to run, and with the reference's
+    apply_rotary (02) and rms_norm (01) in place of yours, so that these tests check 03's own code (02 and 01
+    have tests of their own; code that reaches those functions another way is unaffected)."""
+    with forbid(MODULE, OFF_LIMITS, BUILTINS, learner_module=mine()), \
+            substitute(mine(), apply_rotary=reference("rotary").apply_rotary, rms_norm=reference("norms").rms_norm):
         return fn(*args, **kwargs)
 
 
@@ -50,7 +54,7 @@ def attend(q, k, v, *, scale="sqrt", mask="causal", dim=-1, fill=-math.inf, afte
     Tq, Tk, D = q.size(-2), k.size(-2), q.size(-1)
     scores = q @ k.transpose(-2, -1)
     scores = {"sqrt": scores / math.sqrt(D), "none": scores, "D": scores / D, "times": scores * math.sqrt(D),
-              "T": scores / math.sqrt(Tq), "output": scores}[scale]
+              "T": scores / math.sqrt(Tq), "H": scores / math.sqrt(q.size(1)), "output": scores}[scale]
     ones = torch.ones(Tq, Tk, dtype=torch.bool)
     visible = {
         "causal": ones.tril(diagonal=Tk - Tq),
@@ -75,6 +79,8 @@ ATTENTION_MISTAKES = [
     ("the scores are multiplied by sqrt(D); divide them by it", dict(scale="times")),
     ("the scores are divided by sqrt(Tq), q.size(-2), the number of queries; D is the last dim, q.size(-1)",
      dict(scale="T")),
+    ("the scores are divided by the square root of q.size(1), the number of heads; D is the last dim, q.size(-1)",
+     dict(scale="H")),
     ("the scale is applied after the softmax (or to the output); it divides the scores q @ kᵀ, before the softmax",
      dict(scale="output")),
     ("the mask is drawn the wrong way: each query sees itself and the future (the upper triangle, triu); "
@@ -194,7 +200,9 @@ def module_mistakes(attn, config, x, rotary=None):
 
 # --- causal_attention -----------------------------------------------------------------------
 
-SHAPES = [(1, 1, 1, 1, 4), (2, 3, 5, 5, 8), (2, 2, 3, 7, 16), (1, 2, 1, 6, 4), (1, 4, 6, 6, 32), (2, 1, 4, 9, 8)]
+# The single-query shapes come last: with one query or one key, some mistakes give the same output (dividing
+# by sqrt(Tq) is no scale at all when Tq = 1), so the first failing shape names a mistake unambiguously.
+SHAPES = [(2, 3, 5, 5, 8), (2, 2, 3, 7, 16), (1, 4, 6, 6, 32), (2, 1, 4, 9, 8), (1, 2, 1, 6, 4), (1, 1, 1, 1, 4)]
 
 
 def qkv(B, H, Tq, Tk, D, seed=0, dtype=torch.float32):
@@ -228,17 +236,19 @@ def test_causal_attention_matches_torch_sdpa(shape):
 
 @pytest.mark.parametrize("D", [4, 16, 64])
 def test_scores_are_scaled_by_one_over_sqrt_d(D):
-    # one query, two keys: q·k0 = 0 and q·k1 = 2 sqrt(D), so the scaled scores are 0 and 2, and the output is
-    # sigmoid(2) times v1 (v0 = 0).
-    q = torch.ones(1, 1, 1, D)
-    k = torch.stack((torch.zeros(D), torch.full((D,), 2 / math.sqrt(D))))[None, None]
-    v = torch.stack((torch.zeros(D), torch.ones(D)))[None, None]
+    # Two positions, q = 1 at both; k0 = 0 and q·k1 = 0.1·sqrt(D), so with the 1/sqrt(D) scale the last query's
+    # scores are 0 and 0.1 for every D; v0 = 0 and v1 = 1, so its output is its weight on key 1, sigmoid(0.1).
+    # Every other scale moves that weight far from sigmoid(0.1) without saturating it, even at D = 64. Three
+    # identical heads, so that the number of heads (or of queries) is not 1 either.
+    q = torch.ones(1, 3, 2, D)
+    k = torch.stack((torch.zeros(D), torch.full((D,), 0.1 / math.sqrt(D))))[None, None].expand(1, 3, 2, D).contiguous()
+    v = torch.stack((torch.zeros(D), torch.ones(D)))[None, None].expand(1, 3, 2, D).contiguous()
     out = run(mine().causal_attention, q, k, v)
-    want = torch.full((1, 1, 1, D), torch.sigmoid(torch.tensor(2.0)).item())
-    expect_close(out, want, f"causal_attention with D={D} (scores 0 and 2·sqrt(D))", module=MODULE,
+    want = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    expect_close(out, want, f"causal_attention with D={D} (the last query's scaled scores 0 and 0.1)", module=MODULE,
                  inputs=dict(q=q, k=k, v=v), likely=attention_mistakes(q, k, v),
-                 hint="The weights should be softmax(0, 2) = (1 - sigmoid(2), sigmoid(2)): the scores q·k are "
-                      "divided by sqrt(D).")
+                 hint=f"Divided by sqrt(D), the last query's scores are 0 and 0.1 whatever D is, so its weight on "
+                      f"key 1 is sigmoid(0.1) = {torch.sigmoid(torch.tensor(0.1)).item():.4f}.")
 
 
 def test_more_queries_than_keys_raises_value_error():
@@ -247,10 +257,10 @@ def test_more_queries_than_keys_raises_value_error():
         out = run(mine().causal_attention, q, k, v)
     except ValueError:
         return
-    fail(MODULE, f"causal_attention(q with Tq=5, k and v with Tk=3) returned "
-                 f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__} instead of raising "
-                 f"ValueError: with more queries than keys some query has no key to look at; check Tq <= Tk and "
-                 f"raise ValueError with a sentence that says so.")
+    fail(MODULE, f"It returned {tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}: with "
+                 f"more queries than keys some query has no key to look at; check Tq <= Tk and raise ValueError "
+                 f"with a sentence that says so.",
+         cause="causal_attention(q with Tq=5, k and v with Tk=3) does not raise ValueError")
 
 
 @pytest.mark.parametrize("Tq,Tk", [(6, 6), (3, 7), (1, 4)])
@@ -261,6 +271,7 @@ def test_causal_attention_is_causal(Tq, Tk):
     if not isinstance(out, torch.Tensor) or out.shape != q.shape:
         fail(MODULE, f"causal_attention returned {describe(out)} for q {tuple(q.shape)}; expected {tuple(q.shape)}.")
     atol, rtol = tolerance(torch.float32)
+    future, blind = [], []  # (query, key position): a later key that changed it, an earlier one that did not
     for j in range(Tk):
         k2, v2 = k.clone(), v.clone()
         k2[:, :, j] += randn(2, 2, 8, seed=100 + j)
@@ -268,15 +279,26 @@ def test_causal_attention_is_causal(Tq, Tk):
         out2 = run(mine().causal_attention, q, k2, v2)
         for i in range(Tq):
             position = Tk - Tq + i
-            same = torch.allclose(out2[:, :, i], out[:, :, i], atol=atol, rtol=rtol)
-            where = f"query {i} (at position {position}; with Tq={Tq} and Tk={Tk}, query i sits at Tk - Tq + i)"
-            if j > position and not same:
-                fail(MODULE, f"{where} changed when only the key and value at the later position {j} changed: it "
-                             f"sees the future. Put -inf on the scores of every key after the query's position "
-                             f"(torch.tril marks the keys a query may see).")
-            if j <= position and torch.equal(out2[:, :, i], out[:, :, i]):
-                fail(MODULE, f"{where} did not change when the key and value at position {j} changed: a query "
-                             f"sees every key at its own position and before.")
+            if j > position and not torch.allclose(out2[:, :, i], out[:, :, i], atol=atol, rtol=rtol, equal_nan=True):
+                future.append((i, j))
+            if j <= position and torch.allclose(out2[:, :, i], out[:, :, i], atol=0, rtol=0, equal_nan=True):
+                blind.append((i, j))
+
+    def where(i):
+        return f"query {i} (at position {Tk - Tq + i}; with Tq={Tq} and Tk={Tk}, query i sits at Tk - Tq + i)"
+
+    causes = []
+    if future:
+        i, j = future[0]
+        causes.append(f"{where(i)} sees the future: it changed when only the key and value at the later position {j} "
+                      f"changed; every key after a query's position gets -inf on its score before the softmax")
+    if blind:
+        i, j = blind[0]
+        which = "its own position" if j == Tk - Tq + i else "the earlier position"
+        causes.append(f"{where(i)} does not see the key at {which} {j}: it did not change when the key and value "
+                      f"there changed, and a query sees the keys at its own position and before")
+    if causes:
+        fail(MODULE, "torch.tril(diagonal=Tk - Tq) marks the keys each query may see.", cause="; and ".join(causes))
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16], ids=str)
@@ -314,7 +336,7 @@ def repeat_kv_mistakes(x, n_rep):
 def test_repeat_kv_matches_reference(shape, n_rep):
     x = randn(*shape, seed=7)
     out = run(mine().repeat_kv, x, n_rep)
-    expect_close(out, ref().repeat_kv(x, n_rep), f"repeat_kv(x, n_rep={n_rep})", module=MODULE, inputs=dict(x=x),
+    expect_close(out, ref().repeat_kv(x, n_rep), "repeat_kv", module=MODULE, inputs=dict(x=x, n_rep=n_rep),
                  likely=repeat_kv_mistakes(x, n_rep))
 
 
@@ -350,7 +372,9 @@ def make_config(name):
 
 
 def reference_module(config, seed=0):
-    return perturb_parameters(ref().CausalSelfAttention(config), seed=seed, scale=0.1)
+    with seeded(seed):
+        module = ref().CausalSelfAttention(config)
+    return perturb_parameters(module, seed=seed, scale=0.1)
 
 
 def loaded_module(config, seed=0):
@@ -383,12 +407,30 @@ def test_module_parameter_names_and_shapes(name):
     what = f"CausalSelfAttention(n_head={config.n_head}, n_kv_head={config.n_kv_head}, n_embd={config.n_embd}, " \
            f"bias={config.bias})"
     if have != want:
+        causes = []
+        extra_bias = [k for k in have if k not in want and k.endswith(".bias")]
+        missing_bias = [k for k in want if k not in have and k.endswith(".bias")]
+        if extra_bias and not config.bias:
+            causes.append(f"{', '.join(extra_bias)} exists although config.bias is False: nn.Linear(..., "
+                          f"bias=config.bias)")
+        if missing_bias and config.bias:
+            causes.append(f"{', '.join(missing_bias)} is missing although config.bias is True: nn.Linear(..., "
+                          f"bias=config.bias)")
+        C = config.n_embd
+        if have.get("c_attn.weight", (0,))[0] == 3 * C and want["c_attn.weight"][0] != 3 * C:
+            causes.append(f"c_attn.weight has 3 * n_embd = {3 * C} rows, as if there were as many kv heads as query "
+                          f"heads; it has (n_head + 2 * n_kv_head) * head_dim = {want['c_attn.weight'][0]}")
+        for key in ("c_attn.weight", "c_proj.weight"):
+            if key in have and have[key] != want[key] and have[key] == tuple(reversed(want[key])):
+                causes.append(f"{key} is transposed: nn.Linear(in, out).weight has shape (out, in)")
         fail(MODULE, f"{what} has parameters {have}; the contract's are {want}: c_attn = nn.Linear(n_embd, "
                      f"(n_head + 2 * n_kv_head) * head_dim) and c_proj = nn.Linear(n_embd, n_embd), both with "
-                     f"bias=config.bias.")
+                     f"bias=config.bias.", cause="; and ".join(causes) or None)
     if set(attn.state_dict()) != set(want):
-        fail(MODULE, f"{what}'s state_dict has keys {sorted(attn.state_dict())}, expected {sorted(want)}: keep no "
-                     f"persistent buffers (register_buffer(..., persistent=False)).")
+        extra = sorted(set(attn.state_dict()) - set(want))
+        fail(MODULE, f"{what}'s state_dict has keys {sorted(attn.state_dict())}, expected {sorted(want)}.",
+             cause=f"{what} keeps persistent buffers ({', '.join(extra)}): register them with persistent=False, or "
+                   f"compute them in forward" if extra else None)
 
 
 CASES = [(name, rope) for name in CONFIGS for rope in (True, False)]
@@ -400,7 +442,7 @@ def test_module_matches_reference(name, rope):
     attn, ref_attn = loaded_module(config, seed=10)
     x = randn(2, 7, config.n_embd, seed=11)
     rotary = tables(config, 7, start=3) if rope else None
-    out = run(attn, x, rotary=rotary)
+    out = run(attn, x, rotary=rotary) if rope else run(attn, x)  # without rotary: forward's default, None
     expect_close(out, ref_attn(x, rotary=rotary), f"CausalSelfAttention({name})", module=MODULE,
                  inputs=dict(x=x, config=config, rotary=rope), likely=module_mistakes(ref_attn, config, x, rotary))
 
@@ -467,7 +509,7 @@ def test_module_matches_hf_llama_attention(case):
 @pytest.mark.parametrize("name", ["mha-bias", "gqa-rope"])
 def test_module_is_causal(name):
     config = make_config(name)
-    attn = perturb_parameters(run(mine().CausalSelfAttention, config), seed=15)
+    attn, ref_attn = loaded_module(config, seed=15)
     T = 6
     x = randn(1, T, config.n_embd, seed=16)
     rotary = tables(config, T) if config.pos_emb == "rope" else None
@@ -481,10 +523,16 @@ def test_module_is_causal(name):
         out2 = run(attn, x2, rotary=rotary)
         for p in range(t):
             if not torch.allclose(out2[:, p], out[:, p], atol=atol, rtol=rtol):
-                fail(MODULE, f"CausalSelfAttention: the output at position {p} changed when only the input at the "
-                             f"later position {t} changed: it sees the future. Check the mask in causal_attention "
-                             f"and that the heads are split and merged with transpose(1, 2) (a plain view mixes "
-                             f"positions).")
+                # which known mistake the whole output equals, if any, names it; else the property is the cause
+                with torch.no_grad():
+                    found = diagnose(out.detach(), module_mistakes(ref_attn, config, x, rotary), atol, rtol,
+                                     ref_attn(x, rotary=rotary))
+                text = (f"The output at position {p} changed when only the input at the later position {t} "
+                        f"changed.")
+                if found:
+                    fail(MODULE, text, cause=found, looks_like=True)
+                fail(MODULE, text, cause=f"CausalSelfAttention sees the future: the output at position {p} depends "
+                                         f"on the input at the later position {t}")
 
 
 @pytest.mark.parametrize("name", ["mha-bias", "gqa-qknorm-eps-bias"])
@@ -496,8 +544,8 @@ def test_gradients_reach_every_parameter(name):
     loss = (out * randn(*out.shape, seed=19)).sum()
     expect_gradients_everywhere(attn, loss, f"CausalSelfAttention({name})", module=MODULE)
     if x.grad is None or not torch.any(x.grad != 0):
-        fail(MODULE, "CausalSelfAttention: no gradient reaches the input x; keep the computation in autograd "
-                     "(no .detach(), .item() or .numpy()).")
+        fail(MODULE, "Keep the computation in autograd (no .detach(), .item() or .numpy()).",
+             cause="CausalSelfAttention: no gradient reaches the input x")
 
 
 def test_module_does_not_modify_its_inputs():
@@ -523,22 +571,31 @@ def test_causal_attention_builds_its_mask_on_the_inputs_device():
     except RuntimeError as error:
         if "device" not in str(error):
             pytest.skip(f"causal_attention reads tensor values, which 'meta' tensors do not have ({error})")
-        fail(MODULE, f"causal_attention on tensors of device 'meta' raised: {error}. Build the mask on q's device: "
-                     f"torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).")
+        fail(MODULE, f"causal_attention on tensors of device 'meta' raised: {error}.",
+             cause="the mask is not built on the inputs' device: torch.ones(Tq, Tk, dtype=torch.bool, device=q.device)")
     if out.device.type != "meta" or tuple(out.shape) != (1, 2, 3, 4):
         fail(MODULE, f"causal_attention on 'meta' tensors (1, 2, 3, 4) returned {tuple(out.shape)} on {out.device}.")
 
 
 @pytest.mark.parametrize("name", ["gpt2", "gqa-rope-swiglu"])
 def test_module_in_eval_mode_does_no_dropout(name):
-    config = variant_config(name, dropout=0.5)
-    attn = mine().CausalSelfAttention(config).eval()
-    ref_attn = perturb_parameters(reference(MODULE).CausalSelfAttention(variant_config(name)), seed=43).eval()
-    load_reference_weights(attn, ref_attn, "CausalSelfAttention", module=MODULE)
-    x = randn(2, 7, config.n_embd, seed=44)
+    with seeded(43):
+        ref_attn = perturb_parameters(reference(MODULE).CausalSelfAttention(variant_config(name)), seed=43).eval()
+    x = randn(2, 7, ref_attn.c_proj.weight.shape[0], seed=44)
+    config = variant_config(name)
     rotary = reference("rotary").rotary_cos_sin(7, config.head_dim) if config.pos_emb == "rope" else None
     with torch.no_grad():
-        out = run(attn, x, rotary=rotary)
         expected = ref_attn(x, rotary=rotary)
-    expect_close(out, expected, f"CausalSelfAttention(dropout=0.5) in eval mode", module=MODULE, inputs=dict(x=x),
-                 hint="Dropout acts only while training: dropout_p=self.dropout if self.training else 0.0.")
+        # first the same weights without dropout, so that a mismatch below can only come from dropout
+        plain = load_reference_weights(run(mine().CausalSelfAttention, config).eval(), ref_attn,
+                                       "CausalSelfAttention", module=MODULE)
+        expect_close(run(plain, x, rotary=rotary), expected, f"CausalSelfAttention({name}, dropout=0.0).eval()",
+                     module=MODULE, inputs=dict(x=x), likely=module_mistakes(ref_attn, config, x, rotary))
+        attn = load_reference_weights(run(mine().CausalSelfAttention, variant_config(name, dropout=0.5)).eval(),
+                                      ref_attn, "CausalSelfAttention", module=MODULE)
+        out = run(attn, x, rotary=rotary)
+    expect_close(out, expected, f"CausalSelfAttention({name}, dropout=0.5).eval()", module=MODULE,
+                 inputs=dict(x=x),
+                 cause="dropout acts in eval mode: with dropout=0.0 the same weights match the reference, with 0.5 "
+                       "they do not; dropout acts only while training (dropout_p=self.dropout if self.training "
+                       "else 0.0; nn.Dropout follows .eval() by itself)")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from harness import (
     expect_close, expect_gradients_everywhere, expect_unchanged, fail, forbid, learner, load_reference_weights,
-    perturb_parameters, randn, reference, small_config,
+    perturb_parameters, randn, reference, seeded, small_config, substitute,
 )
 
 MODULE = "mlp"
@@ -32,6 +32,14 @@ def run(fn, *args, **kwargs):
     """Call the learner's code with the built-in GELU refusing to run."""
     with forbid(MODULE, OFF_LIMITS, BUILTINS, learner_module=mine()):
         return fn(*args, **kwargs)
+
+
+def run_mlp(mlp, x):
+    """Your MLP's forward on x with the reference's gelu_tanh and relu_squared in place of yours, so that the MLP
+    tests check forward itself (the activations have tests of their own); a forward that writes the activation
+    out is unaffected."""
+    with substitute(mine(), gelu_tanh=reference(MODULE).gelu_tanh, relu_squared=reference(MODULE).relu_squared):
+        return run(mlp, x)
 
 
 # --- known mistakes, computed in float64 ------------------------------------------------------
@@ -111,8 +119,8 @@ def test_activation_keeps_dtype(fn, dtype):
     # The exact value, rounded once to dtype: any order of the arithmetic lies within a few roundings of it.
     truth = getattr(reference(MODULE), fn)(x.double()).to(dtype)
     if isinstance(out, torch.Tensor) and out.dtype != dtype:
-        fail(MODULE, f"{fn} of a {str(dtype)[6:]} x returned {str(out.dtype)[6:]}; return x's dtype "
-                     f"(torch.tanh, torch.pow and arithmetic with Python floats keep it).")
+        fail(MODULE, "torch.tanh, torch.pow and arithmetic with Python floats keep x's dtype.",
+             cause=f"{fn} of a {str(dtype)[6:]} x returned {str(out.dtype)[6:]}, not x's dtype")
     likely = gelu_mistakes(x) if fn == "gelu_tanh" else relu_squared_mistakes(x)
     expect_close(out, truth, fn, module=MODULE, inputs=dict(x=x), likely=likely)
 
@@ -120,8 +128,13 @@ def test_activation_keeps_dtype(fn, dtype):
 def test_gelu_tanh_handles_large_inputs():
     x = torch.tensor([-60.0, -30.0, -10.0, 10.0, 30.0, 60.0])
     out = run(mine().gelu_tanh, x)
+    if isinstance(out, torch.Tensor) and out.shape == x.shape and not torch.isfinite(out).all():
+        bad = [f"{v:g}" for v in x[~torch.isfinite(out)].tolist()]
+        fail(MODULE, "For large |x| gelu_tanh(x) is x (x > 0) or 0 (x < 0); torch.tanh saturates at ±1 instead of "
+                     "overflowing.", cause=f"gelu_tanh gives inf or NaN at x = {', '.join(bad)}")
     expect_close(out, F.gelu(x, approximate="tanh"), "gelu_tanh", module=MODULE, inputs=dict(x=x),
-                 hint="For large |x| gelu_tanh(x) is x (x > 0) or 0 (x < 0); avoid forms that give inf or NaN there.")
+                 likely=gelu_mistakes(x), hint="This test isolates large |x|, where gelu_tanh(x) is x (x > 0) or 0 "
+                                               "(x < 0).")
 
 
 # --- relu_squared ----------------------------------------------------------------------------
@@ -156,8 +169,8 @@ def test_activations_pass_gradients(fn):
     out = run(getattr(mine(), fn), x)
     (out * randn(4, 16, seed=8)).sum().backward()
     if x.grad is None or not torch.any(x.grad != 0):
-        fail(MODULE, f"{fn}: no gradient reaches x; compute with torch operations on x (no .detach(), .item(), "
-                     f".numpy(), math.tanh or torch.no_grad()).")
+        fail(MODULE, "Compute with torch operations on x (no .detach(), .item(), .numpy(), math.tanh or "
+                     "torch.no_grad()).", cause=f"{fn}: no gradient reaches x")
 
 
 # --- MLP ---------------------------------------------------------------------------------------
@@ -193,27 +206,32 @@ def test_mlp_parameter_names_and_shapes(cfg):
     extra = sorted(set(have) - set(want))
     if missing or extra:
         text = f"{what} has state_dict keys {sorted(have)}, expected {sorted(want)}."
+        cause = None
         if any(k.endswith("bias") for k in extra) and not config.bias:
-            text += " With bias=False neither Linear has a bias: nn.Linear(..., bias=config.bias)."
-        elif any(k.endswith("bias") for k in missing):
-            text += " With bias=True both Linears have a bias: nn.Linear(..., bias=config.bias)."
-        else:
-            text += " The two Linears are called c_fc (in) and c_proj (out)."
-        fail(MODULE, text)
+            cause = (f"{', '.join(k for k in extra if k.endswith('bias'))} exists although bias=False: neither "
+                     f"Linear has a bias then, nn.Linear(..., bias=config.bias)")
+        elif any(k.endswith("bias") for k in missing) and config.bias:
+            cause = (f"{', '.join(k for k in missing if k.endswith('bias'))} is missing although bias=True: both "
+                     f"Linears have a bias then, nn.Linear(..., bias=config.bias)")
+        elif any(k.endswith("weight") for k in missing):
+            cause = "the two Linears are not called c_fc (in) and c_proj (out)"
+        fail(MODULE, text, cause=cause)
     for key, shape in want.items():
         if have[key] == shape:
             continue
         text = f"{what}: {key} has shape {have[key]}, expected {shape}."
         H, C = config.mlp_hidden, config.n_embd
+        cause = None
         if key.startswith("c_fc") and config.mlp == "swiglu" and have[key][0] == H:
-            text += f" For swiglu c_fc outputs 2 * mlp_hidden = {2 * H} channels: the gate and up halves side by side."
+            cause = (f"c_fc is not doubled for swiglu: it outputs 2 * mlp_hidden = {2 * H} channels, the gate and up "
+                     f"halves side by side")
         elif key.startswith("c_fc") and config.mlp != "swiglu" and have[key][0] == 2 * H:
-            text += f" Only swiglu doubles c_fc; {config.mlp!r} has c_fc output mlp_hidden = {H} channels."
+            cause = f"c_fc is doubled, but only swiglu doubles it; {config.mlp!r} has c_fc output mlp_hidden = {H}"
         elif 4 * C in have[key] and H != 4 * C:
-            text += f" The hidden size is config.mlp_hidden ({H} here), not 4 * n_embd."
+            cause = f"the hidden size is 4 * n_embd = {4 * C}; it is config.mlp_hidden ({H} here)"
         elif have[key] == tuple(reversed(shape)):
-            text += " nn.Linear(in, out).weight has shape (out, in)."
-        fail(MODULE, text)
+            cause = f"{key} is transposed: nn.Linear(in, out).weight has shape (out, in)"
+        fail(MODULE, text, cause=cause)
 
 
 def mlp_mistakes(ref, config, x):
@@ -264,20 +282,22 @@ def mlp_mistakes(ref, config, x):
 @pytest.mark.parametrize("cfg", CONFIGS)
 def test_mlp_matches_reference(cfg):
     config = mlp_config(**cfg)
-    ref = perturb_parameters(reference(MODULE).MLP(config), seed=11, scale=0.1)
+    with seeded(11):
+        ref = perturb_parameters(reference(MODULE).MLP(config), seed=11, scale=0.1)
     mlp = load_reference_weights(run(mine().MLP, config), ref, "MLP", module=MODULE)
     x = randn(2, 5, config.n_embd, seed=12, scale=2.0)
     with torch.no_grad():
-        out = run(mlp, x)
+        out = run_mlp(mlp, x)
         expect_close(out, ref(x), "MLP", module=MODULE, inputs=dict(x=x, config=config),
-                     likely=mlp_mistakes(ref, config, x), hint="Check the activation against config.mlp.")
+                     likely=mlp_mistakes(ref, config, x))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_mlp_matches_torch_builtins(kind):
     """The MLP written with torch's own GELU and SiLU (outside the exercise)."""
     config = mlp_config(kind, hidden=40)
-    ref = perturb_parameters(reference(MODULE).MLP(config), seed=13)
+    with seeded(13):
+        ref = perturb_parameters(reference(MODULE).MLP(config), seed=13)
     mlp = load_reference_weights(run(mine().MLP, config), ref, "MLP", module=MODULE)
     x = randn(3, 4, 32, seed=14, scale=2.0)
     with torch.no_grad():
@@ -290,7 +310,7 @@ def test_mlp_matches_torch_builtins(kind):
             gate, up = h.split(40, dim=-1)
             h = F.silu(gate) * up
         want = ref.c_proj(h)
-        expect_close(run(mlp, x), want, f"MLP(mlp={kind!r}) vs torch", module=MODULE,
+        expect_close(run_mlp(mlp, x), want, f"MLP(mlp={kind!r}) vs torch", module=MODULE,
                      inputs=dict(x=x, config=config), likely=mlp_mistakes(ref, config, x))
 
 
@@ -305,24 +325,26 @@ def test_mlp_acts_on_each_position_separately(kind):
         out_x, out_y = run(mlp, x), run(mlp, y)
     others = [0, 1, 2, 4, 5]
     if not torch.allclose(out_x[:, others], out_y[:, others], atol=1e-6, rtol=1e-5):
-        fail(MODULE, f"MLP(mlp={kind!r}): changing x at position 3 changed the output at other positions; "
-                     f"the MLP works on each (B, T) position's C channels alone (Linear acts on the last dim).")
+        fail(MODULE, "The MLP works on each (B, T) position's C channels alone (Linear acts on the last dim).",
+             cause=f"MLP(mlp={kind!r}) mixes positions: changing x at position 3 changed the output at other positions")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("kind", KINDS)
 def test_mlp_keeps_dtype(kind, dtype):
     config = mlp_config(kind)
-    ref = perturb_parameters(reference(MODULE).MLP(config), seed=18).to(dtype)
+    with seeded(18):
+        ref = perturb_parameters(reference(MODULE).MLP(config), seed=18).to(dtype)
     mlp = load_reference_weights(run(mine().MLP, config).to(dtype), ref, "MLP", module=MODULE)
     x = randn(2, 5, 32, seed=19, dtype=dtype)
     with torch.no_grad():
-        out = run(mlp, x)
+        out = run_mlp(mlp, x)
         want = ref(x)
-    if isinstance(out, torch.Tensor) and out.dtype != dtype:
-        fail(MODULE, f"MLP(mlp={kind!r}) in {str(dtype)[6:]} returned {str(out.dtype)[6:]}; keep x's dtype "
-                     f"(no .float() on the way).")
-    expect_close(out, want, f"MLP(mlp={kind!r})", module=MODULE, inputs=dict(x=x, config=config))
+        if isinstance(out, torch.Tensor) and out.dtype != dtype:
+            fail(MODULE, "Keep x's dtype (no .float() on the way).",
+                 cause=f"MLP(mlp={kind!r}) in {str(dtype)[6:]} returned {str(out.dtype)[6:]}, not x's dtype")
+        expect_close(out, want, f"MLP(mlp={kind!r})", module=MODULE, inputs=dict(x=x, config=config),
+                     likely=mlp_mistakes(ref, config, x))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -345,4 +367,4 @@ def test_mlp_gradients_reach_every_parameter_and_the_input(kind, bias):
     out = run(mlp, x)
     expect_gradients_everywhere(mlp, (out * randn(2, 5, 32, seed=23)).sum(), f"MLP(mlp={kind!r})", module=MODULE)
     if x.grad is None or not torch.any(x.grad != 0):
-        fail(MODULE, f"MLP(mlp={kind!r}): no gradient reaches the input x; keep the computation in autograd.")
+        fail(MODULE, "Keep the computation in autograd.", cause=f"MLP(mlp={kind!r}): no gradient reaches the input x")

@@ -32,7 +32,7 @@ MUTANTS = [
         "02-cos-sin-swapped", "rotary",
         "rotary_cos_sin returns (sin, cos).",
         (("return angles.cos(), angles.sin()", "return angles.sin(), angles.cos()"),),
-        ("swapped",),
+        ("swapped", "cos first"),
     ),
     Mutant(
         "02-repeat-interleave", "rotary",
@@ -62,7 +62,7 @@ MUTANTS = [
         "02-apply-no-dtype-cast", "rotary",
         "apply_rotary multiplies by the float32 tables without casting them, so a bfloat16 x comes back float32.",
         (("    cos, sin = cos.to(x.dtype), sin.to(x.dtype)\n", ""),),
-        ("bfloat16", "cast cos and sin"),
+        ("cast cos and sin",),
     ),
     Mutant(
         "02-float64-tables", "rotary",
@@ -94,5 +94,23 @@ MUTANTS = [
         (("exponents = torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim",
           "exponents = (torch.arange(0, head_dim, 2, device=device) // head_dim).float()"),),
         ("every frequency is 1",),
+    ),
+    Mutant(
+        "02-apply-cos-sin-swapped", "rotary",
+        "apply_rotary multiplies x by sin and rotate_half(x) by cos.",
+        (("return x * cos + rotate_half(x) * sin", "return x * sin + rotate_half(x) * cos"),),
+        ("swapped in apply_rotary",),
+    ),
+    Mutant(
+        "02-rotate-half-no-minus", "rotary",
+        "rotate_half swaps the halves but forgets the minus sign: cat(x2, x1).",
+        (("return torch.cat((-x2, x1), dim=-1)", "return torch.cat((x2, x1), dim=-1)"),),
+        ("minus sign is missing",),
+    ),
+    Mutant(
+        "02-apply-without-rotate-half", "rotary",
+        "apply_rotary multiplies x itself by sin, forgetting rotate_half.",
+        (("return x * cos + rotate_half(x) * sin", "return x * cos + x * sin"),),
+        ("rotate_half is missing",),
     ),
 ]

@@ -30,6 +30,9 @@ MUTANTS = [
         "The mask keeps the upper triangle (triu): each query sees itself and the future.",
         ((MASK, MASK.replace(".tril(", ".triu(")),),
         ("future",),
+        # with one query at the last position there is no future to see: test_causal_attention_is_causal[1-4]
+        # names the other half of this mistake, a query that does not see the past
+        also=(("does not see the key at the earlier position",),),
     ),
     Mutant(
         "03-mask-no-offset", "attention",
@@ -135,5 +138,24 @@ MUTANTS = [
         "c_attn is sized as for multi-head attention (3 * n_embd) even with fewer kv heads.",
         (("qkv_dim = (config.n_head + 2 * config.n_kv_head) * config.head_dim", "qkv_dim = 3 * config.n_embd"),),
         ("c_attn.weight",),
+    ),
+    Mutant(
+        "03-mask-hides-itself", "attention",
+        "The mask also hides each query's own position (tril one diagonal too low, as triu(diagonal=0) masks).",
+        ((MASK, MASK.replace("diagonal=Tk - Tq", "diagonal=Tk - Tq - 1")),),
+        ("own position",),
+    ),
+    Mutant(
+        "03-no-mask", "attention",
+        "The causal mask is forgotten: every query sees every key.",
+        (('    scores = scores.masked_fill(~visible, float("-inf"))\n', ""),),
+        ("no causal mask",),
+        also=(("sees the future",),),
+    ),
+    Mutant(
+        "03-dropout-in-eval", "attention",
+        "The attention dropout acts in eval mode too: dropout_p=self.dropout whatever self.training is.",
+        (("dropout_p=self.dropout if self.training else 0.0", "dropout_p=self.dropout"),),
+        ("dropout acts in eval mode",),
     ),
 ]

@@ -22,16 +22,16 @@ import torch.nn as nn
 
 def layer_norm(x, weight=None, bias=None, eps=1e-5):
     """x: (..., C); weight, bias: (C,) or None. Returns x's shape and dtype."""
-    # TODO: in float32: mean and biased variance over the last dim; (x - mean) / sqrt(var + eps)
+    # TODO: in float32 (float64 stays float64): mean and biased variance over the last dim; (x - mean) / sqrt(var + eps)
     #       times weight, plus bias, when given; return in x's dtype
-    raise NotImplementedError("01 norms: layer_norm — in float32: mean and biased variance over the last dim; (x - mean) / sqrt(var + eps)")
+    raise NotImplementedError("01 norms: layer_norm — in float32 (float64 stays float64): mean and biased variance over the last dim; (x - mean) / sqrt(var + eps)")
 
 
 def rms_norm(x, weight=None, eps=1e-6):
     """x: (..., C); weight: (C,) or None. Returns x's shape and dtype."""
-    # TODO: in float32: x / sqrt(mean(x²) + eps) over the last dim
+    # TODO: in float32 (float64 stays float64): x / sqrt(mean(x²) + eps) over the last dim
     #       times weight when given; return in x's dtype
-    raise NotImplementedError("01 norms: rms_norm — in float32: x / sqrt(mean(x²) + eps) over the last dim")
+    raise NotImplementedError("01 norms: rms_norm — in float32 (float64 stays float64): x / sqrt(mean(x²) + eps) over the last dim")
 
 
 class LayerNorm(nn.Module):

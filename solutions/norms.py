@@ -23,7 +23,7 @@ import torch.nn as nn
 def layer_norm(x, weight=None, bias=None, eps=1e-5):
     """x: (..., C); weight, bias: (C,) or None. Returns x's shape and dtype."""
     ### BEGIN SOLUTION
-    ### TODO: in float32: mean and biased variance over the last dim; (x - mean) / sqrt(var + eps)
+    ### TODO: in float32 (float64 stays float64): mean and biased variance over the last dim; (x - mean) / sqrt(var + eps)
     ### TODO: times weight, plus bias, when given; return in x's dtype
     dtype = x.dtype
     x = x.to(torch.promote_types(dtype, torch.float32))
@@ -41,7 +41,7 @@ def layer_norm(x, weight=None, bias=None, eps=1e-5):
 def rms_norm(x, weight=None, eps=1e-6):
     """x: (..., C); weight: (C,) or None. Returns x's shape and dtype."""
     ### BEGIN SOLUTION
-    ### TODO: in float32: x / sqrt(mean(x²) + eps) over the last dim
+    ### TODO: in float32 (float64 stays float64): x / sqrt(mean(x²) + eps) over the last dim
     ### TODO: times weight when given; return in x's dtype
     dtype = x.dtype
     x = x.to(torch.promote_types(dtype, torch.float32))

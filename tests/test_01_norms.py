@@ -220,8 +220,11 @@ def test_returns_the_input_dtype(fn, dtype):
              cause=f"{fn} of a {str(dtype)[6:]} x returned {str(out.dtype)[6:]}, not x's dtype")
     likely = layer_norm_mistakes(x, w, None, 1e-5) if fn == "layer_norm" else rms_norm_mistakes(x, w, 1e-6)
     if dtype == torch.float64:
-        likely = [("float64 was computed in float32; leave float64 as it is (upcast only below float32)",
-                   lambda: getattr(reference(MODULE), fn)(x.float(), w.float()).double()), *likely]
+        in_float32 = "float64 was computed in float32; leave float64 as it is (upcast only below float32)"
+        ref = getattr(reference(MODULE), fn)
+        likely = [(in_float32, lambda: ref(x.float(), w.float()).double()),  # all of it in float32
+                  (in_float32, lambda: ref(x.float(), None).double() * w),  # the normalisation, then a float64 weight
+                  *likely]
     expect_close(out, want, fn, module=MODULE, inputs=dict(x=x, weight=w), likely=likely)
 
 

@@ -113,4 +113,11 @@ MUTANTS = [
         (("self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None", "self.bias = nn.Parameter(torch.zeros(ndim))"),),
         ("bias=false",),
     ),
+    Mutant(
+        "01-float64-in-float32", "norms",
+        "layer_norm always computes in float32 (x.float()), so a float64 x loses precision; the weight stays float64.",
+        (("    dtype = x.dtype\n    x = x.to(torch.promote_types(dtype, torch.float32))\n    mean = x.mean(",
+          "    dtype = x.dtype\n    x = x.float()\n    mean = x.mean("),),
+        ("float64 was computed in float32",),
+    ),
 ]

@@ -13,6 +13,21 @@
     command (plus Python and torch imports, data preparation, the final sample and the reports), with the
     config of every run; `--throughput gpu gpu-modern --device cuda` adds short runs of other presets.
 
+Two benchmarks stand alone (each prints the load average at its start and end):
+
+--peer  (issue 10) nanoGPT itself against --preset cpu: ../shared/peer/train_nanogpt_char.py (nanoGPT's model.py,
+        its laptop settings: --max_iters=2000 --eval_interval=2000 --final_eval_iters=200) and `python -m grader
+        train --impl solutions --preset cpu` (no other flag: what a learner gets), interleaved (peer, ours, peer,
+        ours; --rounds), both without OMP_NUM_THREADS/MKL_NUM_THREADS. Each run's wall time (the whole process),
+        and each final model -- the peer's (saved with its --save, loaded with its own model.py) and our checkpoint
+        -- evaluated here on the same 200 validation batches of 12 x 64 (the shape of the peer's final estimate).
+        Goal: our val <= 1.88 in every run, in at most 0.5x the peer's wall time. Skipped when ../shared/peer/ is
+        absent (the peer is never copied into the project).
+--muon  (issue 11) --preset cpu-modern with --optimizer adamw and with --optimizer muon: the same steps, batches and
+        evaluations (every --eval-interval steps on the same --eval-iters batches). Both curves, the step at which
+        Muon first reaches AdamW's final validation loss (interpolated) and its fraction of the steps (goal: <= 75 %),
+        the wall time at that point, and Muon's loss at AdamW's final wall time.
+
 Each run is `python -m grader train ...` in a subprocess, written to a temporary --out (kept with --keep DIR);
 the figures come from its metrics.json. Besides each run's own final estimate (its preset's eval_iters), every
 checkpoint is evaluated afterwards on the same --final-eval-iters validation batches (batch 32, fixed seed), so
@@ -23,13 +38,17 @@ that the runs' losses compare on one estimate. Data: Tiny Shakespeare, found as 
     python bench/train_speed.py --anchor --matched      # the whole benchmark on a quiet machine (~30 min on 2 cores)
     python bench/train_speed.py --device cuda --throughput gpu gpu-modern
     python bench/train_speed.py --threads-check         # the thread choice, quiet and under load (~5 min)
+    python bench/train_speed.py --peer                  # nanoGPT vs --preset cpu, twice each (~15-25 min)
+    python bench/train_speed.py --muon                  # Muon vs AdamW on cpu-modern (~10-20 min)
 
-Timings are only meaningful on a quiet machine, except in --threads-check, which makes its own load (one busy
+Timings are only meaningful on a quiet machine (--peer and --muon interleave or pair their runs and report
+ratios), except in --threads-check, which makes its own load (one busy
 loop per core) to show the thread choice under it. With --compile, compilation lands in the first train steps.
 """
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import shlex
@@ -72,7 +91,7 @@ def shown(cmd):
     return shlex.join(["python" if cmd[0] == sys.executable else cmd[0], *cmd[1:]])
 
 
-def train(name, args, work, common, threads=None):
+def train(name, args, work, common, threads=None, env=None):
     """Run `python -m grader train --impl solutions ARGS --out WORK/NAME`; its metrics and timings."""
     out = work / name
     cmd = [sys.executable, "-m", "grader", "train", "--impl", "solutions", *args, *common, "--out", str(out),
@@ -80,9 +99,10 @@ def train(name, args, work, common, threads=None):
     cmd_text = shown(cmd)
     print(f"[{name}] {cmd_text}", flush=True)
     log = work / f"{name}.log"
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     with open(log, "w") as f:
-        code = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
     wall = time.perf_counter() - start
     if code != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
@@ -91,7 +111,8 @@ def train(name, args, work, common, threads=None):
     final = metrics["final"] or {}
     print(f"[{name}] {wall:.1f} s, {metrics['steps']} steps, val loss {final.get('val_loss', float('nan')):.4f}",
           flush=True)
-    return dict(name=name, cmd=cmd_text, out=out, wall=wall, metrics=metrics, common_val=None)
+    return dict(name=name, cmd=cmd_text, out=out, wall=wall, metrics=metrics, common_val=None,
+                load=(load, os.getloadavg()[0]))
 
 
 def common_val(run, iters):
@@ -206,6 +227,200 @@ def threads_check(work, common):
           f"Goal: best / default <= 1.2 in every row.")
 
 
+# --- (e) --peer: nanoGPT itself, side by side ----------------------------------------------------------------
+
+PEER_DIR = ROOT.parent / "shared" / "peer"  # never copied into the project: called where it lies
+PEER_SCRIPT = "train_nanogpt_char.py"
+PEER_ARGS = ["--max_iters=2000", "--eval_interval=2000", "--final_eval_iters=200"]  # its laptop run, 200 batches
+PEER_EVAL = dict(iters=200, batch_size=12, block_size=64, seed=0)  # the peer's final estimate's shape, one seed
+PEER_GOAL = dict(val=1.88, ratio=0.5)  # issue 10: val <= 1.88 in every run, in at most half the peer's wall time
+
+
+def learner_env():
+    """This environment without thread-count variables: the defaults a learner's shell gives both programs."""
+    return {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def loadavg():
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def run_peer(name, work, threads, peer_args):
+    """The peer's laptop run in a subprocess: wall time of the whole process, its JSON log and its saved model."""
+    log_json, saved = work / f"{name}.json", work / f"{name}.pt"
+    cmd = [sys.executable, str(PEER_DIR / PEER_SCRIPT), *peer_args, f"--json={log_json}", f"--save={saved}",
+           *([f"--threads={threads}"] if threads else [])]
+    print(f"[{name}] {shown(cmd)}", flush=True)
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    with open(work / f"{name}.log", "w") as f:
+        code = subprocess.run(cmd, cwd=work, stdout=f, stderr=subprocess.STDOUT, env=learner_env()).returncode
+    wall = time.perf_counter() - start
+    if code != 0:
+        tail = "\n".join((work / f"{name}.log").read_text(errors="replace").splitlines()[-15:])
+        sys.exit(f"[{name}] exited {code}; the end of its log:\n{tail}")
+    log = json.loads(log_json.read_text())
+    run = dict(name=name, cmd=shown(cmd), wall=wall, steps=log["args"]["max_iters"], threads=log["args"]["threads"],
+               own_val=log["final_eval"]["val"], train_steps=log["summary"]["train_wall_s"], saved=saved,
+               load=(load, os.getloadavg()[0]), common_val=None)
+    print(f"[{name}] {wall:.1f} s, {run['steps']} steps, val loss {run['own_val']:.4f} (its own 200 batches)", flush=True)
+    return run
+
+
+def peer_model(saved):
+    """The peer's final model (nanoGPT's model.py, imported from where it lies) and its vocabulary."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("nanogpt_model", PEER_DIR / "nanogpt_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    state = torch.load(saved, map_location="cpu")
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its parameter count
+        model = module.GPT(module.GPTConfig(**state["config"]))
+    model.load_state_dict(state["model"])
+
+    class Contiguous(torch.nn.Module):  # its loss views the targets; our get_batch slices them
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x, y):
+            return self.model(x.contiguous(), y.contiguous())
+
+    return Contiguous(), state["stoi"]
+
+
+def peer_common_vals(runs):
+    """Every run's final model on the same validation batches (PEER_EVAL: 200 batches of 12 x 64, one seed)."""
+    import torch
+
+    from grader.training import checkpoint
+    from grader.training.corpus import prepare
+    from grader.training.parts import load_parts
+
+    parts = load_parts("solutions")
+    corpus = prepare("shakespeare", "char")
+    e = PEER_EVAL
+
+    def loss(model, val):
+        generator = torch.Generator().manual_seed(e["seed"])
+        return parts.estimate_loss(model, val, e["batch_size"], e["block_size"], e["iters"], generator=generator)
+
+    for run in runs:
+        if "saved" in run:  # the peer: its own character ids, the same characters at the same positions
+            model, stoi = peer_model(run["saved"])
+            ids = torch.tensor([stoi[corpus.tokenizer.decode([i])] for i in range(corpus.tokenizer.vocab_size)])
+            run["common_val"] = loss(model, ids[corpus.val])
+        else:
+            ckpt = checkpoint.load(run["out"] / checkpoint.FILENAME)
+            model = parts.GPT(parts.GPTConfig(**ckpt["config"]))
+            model.load_state_dict(ckpt["model"])
+            run["common_val"] = loss(model, corpus.val)
+
+
+def peer_benchmark(work, common, threads, peer_threads, rounds, quick):
+    """nanoGPT's laptop run and `--preset cpu` as a learner runs it, interleaved (peer, ours, peer, ours)."""
+    if not (PEER_DIR / PEER_SCRIPT).exists():
+        print(f"--peer: skipped, {PEER_DIR} is absent (the peer is nanoGPT, kept outside the project).")
+        return
+    print(f"--peer: {PEER_DIR / PEER_SCRIPT} (nanoGPT's model.py) against python -m grader train --impl solutions "
+          f"--preset cpu; both without OMP_NUM_THREADS/MKL_NUM_THREADS (a learner's defaults). "
+          f"Load average at the start: {loadavg()}", flush=True)
+    peer_args, ours_args = PEER_ARGS, ["--preset", "cpu"]
+    if quick:
+        peer_args = [f"--max_iters={QUICK_STEPS}", f"--eval_interval={QUICK_STEPS}", "--final_eval_iters=20"]
+        ours_args = ours_args + ["--max-steps", str(QUICK_STEPS)]
+    runs = []
+    for i in range(1, rounds + 1):
+        runs.append(run_peer(f"peer-{i}", work, peer_threads, peer_args))
+        ours = train(f"ours-{i}", ours_args, work, common, threads, env=learner_env())
+        runs.append(dict(ours, steps=ours["metrics"]["steps"], threads=ours["metrics"]["threads"],
+                         own_val=ours["metrics"]["final"]["val_loss"], train_steps=train_time(ours)))
+    peer_common_vals(runs)
+    e = PEER_EVAL
+    print(f"\n{'run':<8}{'wall':>8}{'train steps':>13}{'steps':>7}{'threads':>9}{'val (own)':>11}"
+          f"{'val (same batches)':>20}{'load 1 min: start -> end':>27}")
+    for r in runs:
+        print(f"{r['name']:<8}{r['wall']:>7.1f}s{r['train_steps']:>12.1f}s{r['steps']:>7}{r['threads']:>9}"
+              f"{r['own_val']:>11.4f}{r['common_val']:>20.4f}{r['load'][0]:>19.1f} -> {r['load'][1]:.1f}")
+    print(f"  wall: the whole process; train steps: the time inside its optimizer steps; val (own): each program's "
+          f"final estimate (the peer: 200 batches of 12 x 64; ours: its preset's eval_iters batches); val (same "
+          f"batches): each final model on the same {e['iters']} validation batches of {e['batch_size']} x "
+          f"{e['block_size']} (seed {e['seed']}), evaluated here")
+    peers, ours = runs[0::2], runs[1::2]
+    ratios = [o["wall"] / p["wall"] for p, o in zip(peers, ours)]
+    overall = sum(o["wall"] for o in ours) / sum(p["wall"] for p in peers)
+    step_ratio = sum(o["train_steps"] for o in ours) / sum(p["train_steps"] for p in peers)
+    print(f"\nwall time, ours / peer: " + ", ".join(f"round {i}: {r:.2f}" for i, r in enumerate(ratios, 1))
+          + f"; all rounds: {overall:.2f} (train steps alone: {step_ratio:.2f})")
+    worst = max(o["common_val"] for o in ours)
+    print(f"goal (issue 10): ours val <= {PEER_GOAL['val']} in every run: {'yes' if worst <= PEER_GOAL['val'] else 'NO'} "
+          f"(worst {worst:.4f}; the peer's: " + ", ".join(f"{p['common_val']:.4f}" for p in peers) + "); "
+          f"wall <= {PEER_GOAL['ratio']} x the peer's in every round: "
+          f"{'yes' if max(ratios) <= PEER_GOAL['ratio'] else 'NO'}")
+    print(f"Load average at the end: {loadavg()}")
+
+
+# --- (f) --muon: Muon against AdamW through the train command -------------------------------------------------
+
+MUON_GOAL = 0.75  # issue 11: Muon reaches AdamW's final validation loss within 75 % of the steps
+
+
+def reach(evals, target):
+    """(step, elapsed) at which the curve first reaches target, interpolated between evaluations; None if never."""
+    for a, b in zip(evals, evals[1:]):
+        if b["val_loss"] <= target:
+            f = 1.0 if a["val_loss"] == b["val_loss"] else (a["val_loss"] - target) / (a["val_loss"] - b["val_loss"])
+            f = min(max(f, 0.0), 1.0)
+            return a["step"] + f * (b["step"] - a["step"]), a["elapsed"] + f * (b["elapsed"] - a["elapsed"])
+    return None
+
+
+def muon_benchmark(work, common, threads, steps, interval, eval_iters, final_iters):
+    """--preset cpu-modern with --optimizer adamw and with --optimizer muon: same steps, same batches, same
+    evaluations; when does Muon reach AdamW's final validation loss?"""
+    from grader.training.presets import preset
+
+    steps = steps or preset("cpu-modern")["train"]["max_steps"]
+    print(f"--muon: --preset cpu-modern, {steps} steps, evaluated every {interval} steps on the same {eval_iters} "
+          f"validation batches in both runs. Load average at the start: {loadavg()}", flush=True)
+    argv = ["--preset", "cpu-modern", "--max-steps", str(steps), "--eval-interval", str(interval),
+            "--eval-iters", str(eval_iters), "--sample-tokens", "0", "--final-sample-tokens", "0"]
+    runs = {kind: train(kind, argv + ["--optimizer", kind], work, common, threads) for kind in ("adamw", "muon")}
+    for r in runs.values():
+        common_val(r, final_iters)
+    adamw, muon = runs["adamw"]["metrics"], runs["muon"]["metrics"]
+    curves = {kind: {e["step"]: e for e in runs[kind]["metrics"]["eval"]} for kind in runs}
+    every = max(interval, round(steps / 8 / interval) * interval)
+    shown_steps = sorted(s for s in curves["adamw"] if s % every == 0 or s == steps)
+    print(f"\nvalidation loss (the same {eval_iters} batches in both runs; the loop's elapsed seconds in brackets)")
+    print(f"{'step':>6}{'adamw':>18}{'muon':>18}")
+    for s in shown_steps:
+        a, m = curves["adamw"].get(s), curves["muon"].get(s)
+        print(f"{s:>6}" + "".join(f"{e['val_loss']:>10.4f} ({e['elapsed']:>5.0f}s)" if e else f"{'-':>18}" for e in (a, m)))
+    target = adamw["final"]["val_loss"]
+    hit = reach(muon["eval"], target)
+    print(f"\nAdamW's final validation loss: {target:.4f} at step {adamw['steps']} ({adamw['final']['elapsed']:.0f} s "
+          f"of loop); Muon's: {muon['final']['val_loss']:.4f}. On {final_iters} batches of 32 (seed 0): adamw "
+          f"{runs['adamw']['common_val']:.4f}, muon {runs['muon']['common_val']:.4f}")
+    per_step = (muon["timing"]["train_steps"] / muon["steps"]) / (adamw["timing"]["train_steps"] / adamw["steps"])
+    if hit is None:
+        print(f"Muon does not reach {target:.4f} within {steps} steps: goal (<= {MUON_GOAL:.0%} of the steps) NOT met.")
+    else:
+        step, elapsed = hit
+        fraction = step / adamw["steps"]
+        print(f"Muon reaches it at step {step:.0f}: {fraction:.0%} of the steps (goal <= {MUON_GOAL:.0%}: "
+              f"{'met' if fraction <= MUON_GOAL else 'NOT met'}); after {elapsed:.0f} s of loop, "
+              f"{elapsed / adamw['final']['elapsed']:.0%} of AdamW's wall time.")
+    val, _ = val_at(muon["eval"], adamw["final"]["elapsed"])
+    print(f"Same wall time: at AdamW's end ({adamw['final']['elapsed']:.0f} s) Muon's val is {val:.4f} (interpolated). "
+          f"A Muon train step costs {per_step:.2f}x an AdamW one (threads: adamw {adamw['threads']}, muon "
+          f"{muon['threads']}).")
+    print(f"Load average at the end: {loadavg()}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
@@ -229,6 +444,17 @@ def main():
     parser.add_argument("--threads-check", action="store_true",
                         help="only the thread check: tiny and cpu presets' tokens/s with the default thread choice, "
                              "1 thread and all cores, quiet and under a busy loop per core")
+    parser.add_argument("--peer", action="store_true",
+                        help="only the peer comparison: nanoGPT (../shared/peer) against --preset cpu, interleaved "
+                             "(~15-25 min on a busy 2-core machine)")
+    parser.add_argument("--peer-threads", type=int, metavar="N",
+                        help="with --peer: the peer's --threads (default: its own, 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="with --peer: pairs of runs (peer, ours), default 2")
+    parser.add_argument("--muon", action="store_true",
+                        help="only Muon against AdamW: --preset cpu-modern with each optimizer (~15 min)")
+    parser.add_argument("--muon-steps", type=int, metavar="N", help="with --muon: steps (default: the preset's)")
+    parser.add_argument("--eval-interval", type=int, default=50, help="with --muon: steps between evaluations")
+    parser.add_argument("--eval-iters", type=int, default=20, help="with --muon: batches per evaluation")
     parser.add_argument("--keep", metavar="DIR", help="keep the runs' outputs and logs in DIR (default: a temp dir)")
     args = parser.parse_args()
 
@@ -259,9 +485,15 @@ def main():
           + (" -- QUICK: a check of the script, not a benchmark" if args.quick else ""))
     print(f"outputs in {work}\n", flush=True)
 
-    if args.threads_check:
+    if args.threads_check or args.peer or args.muon:
         try:
-            threads_check(work, common)
+            if args.threads_check:
+                threads_check(work, common)
+            if args.peer:
+                peer_benchmark(work, common, args.threads, args.peer_threads, args.rounds, args.quick)
+            if args.muon:
+                muon_benchmark(work, common, args.threads, QUICK_STEPS if args.quick else args.muon_steps,
+                               args.eval_interval, args.eval_iters, eval_iters)
         finally:
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)

@@ -3,7 +3,7 @@
     cpu          a laptop run: about half a minute on 2 CPU cores, validation loss under nanoGPT's 1.88
     gpu          nanoGPT's shakespeare-char: 6 layers x 384, 6 heads, context 256, batch 64, dropout 0.2
     *-modern     the same size with the modern parts: rmsnorm, rope, qk-norm, relu², untied, logit softcap,
-                 trained with Muon (exercise 12) for the blocks' matrices
+                 trained with Muon (exercise 12) for the blocks' matrices once the learner's 12 passes
     tiny         a few seconds, to check that everything runs
 
 Every field can be overridden by its flag (`--n-layer 6`, `--lr 3e-3`, ...).
@@ -113,7 +113,8 @@ for _name in ("cpu", "gpu"):
                                              "Muon",
         model={**_base["model"], **MODERN},
         # Muon (exercise 12) reaches AdamW's final validation loss in 52-58 % of the steps on cpu-modern, its step
-        # costing 1.2x (bench/train_speed.py --muon); --optimizer adamw for exercise 07's AdamW alone
+        # costing 1.2x (bench/train_speed.py --muon). A learner's run uses it once their 12 passes, AdamW until then
+        # (grader/training/run.py, choose_optimizer); --optimizer adamw for exercise 07's AdamW alone
         train={**_base["train"], "optimizer": "muon"},
     )
 

@@ -3,6 +3,7 @@ torch is imported (so a bad flag is refused at once); then the checkpoint (with 
 learner's parts (every unfinished one named at once), the data, the device and the threads.
 The loop itself is grader/training/loop.py."""
 
+import dataclasses
 from pathlib import Path
 
 from grader import threads
@@ -75,7 +76,7 @@ class Run:
             require_parts(self.config, TRAIN_NEEDS, "train")  # every unfinished part at once, before any work
         self.parts = load_parts(self.impl)
         self.note_swaps()
-        self.choose_optimizer()
+        self.choose_optimizer(resumed=ckpt is not None)
         self.choose_attention()
         self.choose_checkpoints()
         device = self.dist.start(pick_device(self.args.device, torch))
@@ -148,13 +149,23 @@ class Run:
             self.notes.append(f"swapped: {', '.join(ex.label for ex in self.swapped)} (the reference stands in, with its "
                               f"own parts: your files behind a swapped one are not used)")
 
-    def choose_optimizer(self):
-        """--optimizer muon: exercise 12's configure_muon (yours once 12 passes); AdamW: 07's, always yours."""
+    def choose_optimizer(self, resumed: bool):
+        """--optimizer muon: exercise 12's configure_muon (yours once 12 passes); AdamW: 07's, always yours.
+        A preset that trains with Muon (cpu-modern, gpu-modern) does so once the learner's 12 passes; until then a
+        new run without --optimizer trains with AdamW, and the header says so."""
+        self.muon = None
+        if self.settings.optimizer == "muon":
+            self.muon, whose = second_half(self.impl, "12")
+            if (self.impl == "exercises" and not resumed and "optimizer" not in self.setting_flags
+                    and not self.muon.__name__.startswith("exercises")):
+                self.settings = dataclasses.replace(self.settings, optimizer="adamw")
+                self.muon = None
+                self.notes.append("optimizer: AdamW (07 configure_optimizers); this preset trains with Muon once "
+                                  "exercise 12 passes (--optimizer muon: the reference's now)")
+                return
         if self.settings.optimizer != "muon":
             self.notes.append("optimizer: AdamW (07 configure_optimizers)")
-            self.muon = None
             return
-        self.muon, whose = second_half(self.impl, "12")
         self.notes.append(f"optimizer: Muon for the blocks' matrices (lr {self.settings.muon_lr:g}) + AdamW for the "
                           f"rest (lr {self.settings.lr:g}): {whose} configure_muon")
 

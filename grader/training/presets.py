@@ -110,7 +110,7 @@ for _name in ("cpu", "gpu"):
     _base = PRESETS[_name]
     PRESETS[f"{_name}-modern"] = dict(
         about=_base["about"].split(":")[0] + ", modern parts (rmsnorm, rope, qk-norm, relu², untied, softcap 15), "
-                                             "Muon",
+                                             "Muon once 12 passes",
         model={**_base["model"], **MODERN},
         # Muon (exercise 12) reaches AdamW's final validation loss in 52-58 % of the steps on cpu-modern, its step
         # costing 1.2x (bench/train_speed.py --muon). A learner's run uses it once their 12 passes, AdamW until then

@@ -46,6 +46,11 @@ class Mutant:
                 raise ValueError(f"mutant {self.id}: {find!r} occurs {count} times in solutions/{self.module}.py, "
                                  f"not exactly once.")
             text = text.replace(find, replace)
+        try:  # a mutant is a mistake the tests must name, never a syntax error (that is the crash block's job)
+            compile(text, f"solutions/{self.module}.py", "exec")
+        except SyntaxError as error:
+            raise ValueError(f"mutant {self.id}: the edited solutions/{self.module}.py does not compile "
+                             f"(line {error.lineno}: {error.msg}).") from None
         return text
 
 

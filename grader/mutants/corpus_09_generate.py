@@ -175,13 +175,13 @@ MUTANTS = [
     Mutant(
         "09-top-k-not-passed", "generate",
         "generate calls sample_next_token without top_k.",
-        ((STEP, "next_token = sample_next_token(logits[:, -1, :], temperature, top_p=top_p, generator=generator)"),),
+        ((STEP, "\n                next_token = sample_next_token(logits[:, -1, :], temperature, top_p=top_p, generator=generator)"),),
         ("top_k is not passed",),
     ),
     Mutant(
         "09-generate-temperature-twice", "generate",
         "generate divides the logits by the temperature and then passes the temperature on as well.",
-        ((STEP, "next_token = sample_next_token(logits[:, -1, :] / max(temperature, 1e-8), temperature, top_k, top_p, generator)"),),
+        ((STEP, "\n                next_token = sample_next_token(logits[:, -1, :] / max(temperature, 1e-8), temperature, top_k, top_p, generator)"),),
         ("applied twice",),
     ),
     Mutant(

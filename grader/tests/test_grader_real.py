@@ -40,3 +40,18 @@ def test_the_overview_at_80_columns_shows_a_named_mistake_whole(tmp_path, capsys
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines()) <= 80
     assert " ".join(cause.split()) in " ".join(out.split()), out
+
+
+def test_every_mutant_of_the_corpus_applies_once_and_compiles():
+    """A corpus edit that no longer matches its reference, or leaves a syntax error, is a defect of the corpus:
+    found here in a second, not by CI's mutant run."""
+    from grader.mutants import corpus
+    from grader.registry import ROOT
+
+    broken = []
+    for mutant in corpus():
+        try:
+            mutant.apply((ROOT / "solutions" / f"{mutant.module}.py").read_text(encoding="utf-8"))
+        except ValueError as error:
+            broken.append(str(error))
+    assert not broken, "\n".join(broken)

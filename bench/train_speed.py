@@ -213,7 +213,8 @@ def threads_check(work, common):
                 for label, threads in (("default", None), ("1 thread", 1), ("all cores", 0)):
                     argv = ["--preset", preset, "--max-steps", str(steps), "--eval-interval", str(steps),
                             "--eval-iters", "1", "--sample-tokens", "0", "--final-sample-tokens", "0"]
-                    run = train(f"{preset}-{load}-{label.replace(' ', '-')}", argv, work, common, threads)
+                    run = train(f"{preset}-{load}-{label.replace(' ', '-')}", argv, work, common, threads,
+                                env=learner_env())  # no OMP_NUM_THREADS: "all cores" must mean all cores
                     rates[label] = (run["metrics"]["train_step_tokens_per_second"], run["metrics"].get("threads"))
                 rows.append((preset, load, rates))
     print(f"\n{'preset':<8}{'machine':<9}{'default (threads)':>22}{'1 thread':>12}{'all cores':>12}"
@@ -353,7 +354,7 @@ def peer_benchmark(work, common, threads, peer_threads, rounds, quick):
     ratios = [o["wall"] / p["wall"] for p, o in zip(peers, ours)]
     overall = sum(o["wall"] for o in ours) / sum(p["wall"] for p in peers)
     step_ratio = sum(o["train_steps"] for o in ours) / sum(p["train_steps"] for p in peers)
-    print(f"\nwall time, ours / peer: " + ", ".join(f"round {i}: {r:.2f}" for i, r in enumerate(ratios, 1))
+    print("\nwall time, ours / peer: " + ", ".join(f"round {i}: {r:.2f}" for i, r in enumerate(ratios, 1))
           + f"; all rounds: {overall:.2f} (train steps alone: {step_ratio:.2f})")
     worst = max(o["common_val"] for o in ours)
     print(f"goal (issue 10): ours val <= {PEER_GOAL['val']} in every run: {'yes' if worst <= PEER_GOAL['val'] else 'NO'} "

@@ -1,4 +1,4 @@
-"""`python -m grader` and the `kata` console script: see grader/cli.py."""
+"""`python -m grader` and the `kata` console script: see grader/cli/."""
 
 import sys
 

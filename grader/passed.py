@@ -7,12 +7,13 @@ command that runs tests (the overview, list, check, watch, solution) records her
 exercise it saw pass, keyed by the contents of everything its verdict depends on: the
 learner's files it runs (its own and its dependencies', swaps applied), swaps.txt, its test
 file, tests/harness.py and the reference module. A changed byte anywhere makes the record
-stale, and then the commands say so ("not checked since it changed") instead of guessing.
+stale, and then the commands say so ("changed since its last check") instead of guessing.
 
 The file is the grader's own cache, not the learner's: it is rewritten freely, and one that
 cannot be read is treated as empty.
 
-    record(project, progress, swapped)        after a run of tests
+    before = keys(project, exercises, swapped) before a run of tests
+    record(project, progress, swapped, before) after it
     verdict(project, ex) -> "passed" | "failing" | "changed" | "unchecked"
     learner_or_reference(project, ex)         whose part a command uses, and a phrase saying why
 """
@@ -49,23 +50,29 @@ def _load(project) -> dict:
         return {}
 
 
-def record(project, progress, swapped) -> None:
-    """Remember each exercise of progress (from a run of its tests on the learner's files) as passed or not."""
+def keys(project, exercises, swapped) -> dict:
+    """Each exercise's key now: taken before a run of its tests, so that a file saved during the run is not
+    recorded as the one that ran."""
+    return {ex.id: key(project, ex, swapped) for ex in exercises}
+
+
+def record(project, progress, swapped, before: dict) -> None:
+    """Remember each exercise of progress (from a run of its tests on the learner's files) as passed or not,
+    under the keys its files had when the run started (before: keys())."""
     if progress.impl != "exercises" or not project.state_dir.parent.is_dir():
         return
     data = _load(project)
     for status in progress.statuses:
-        if status.state in ("swapped", "missing", "no tests") or not status.tests:
+        if status.state in ("swapped", "missing", "no tests") or not status.tests or status.exercise.id not in before:
             continue
-        data[status.exercise.id] = dict(key=key(project, status.exercise, swapped),
-                                        passed=status.state == "passed")
+        data[status.exercise.id] = dict(key=before[status.exercise.id], passed=status.state == "passed")
     try:
         project.state_dir.mkdir(exist_ok=True)
         tmp = project.state_dir / (FILENAME + ".tmp")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         tmp.replace(project.state_dir / FILENAME)
     except OSError:
-        pass  # a read-only checkout: nothing is remembered, and the commands say "not checked"
+        pass  # a read-only checkout: nothing is remembered, and the commands say it "has not been checked yet"
 
 
 def verdict(project, ex: Exercise, swapped=()) -> str:

@@ -15,7 +15,7 @@ class Exercise:
     id: str  # "03": the course order and the test file's number
     name: str  # "attention": the module in exercises/ and solutions/ (None-like "end_to_end" for 99)
     title: str
-    depends: tuple[str, ...]  # ids whose modules this one's code imports (directly)
+    depends: tuple[str, ...]  # ids whose learner code this one's tests run (directly): imported or driven
     points: int
     hints: tuple[str, ...]  # from a nudge to a near-answer; never the code
     has_module: bool = True
@@ -158,9 +158,9 @@ EXERCISES: tuple[Exercise, ...] = (
             "Generating one token at a time recomputes the keys and values of every earlier token, in every "
             "layer, at every step. Keep them instead: per layer, the cache holds the (rotated) keys and the values "
             "of every position seen so far, and each forward computes only the new tokens'.",
-            "KVCache: allocate each layer's buffers once, torch.zeros(batch_size, n_kv_head, max_len, head_dim). "
-            "update writes with a slice assignment, cache.k[layer][:, :, pos:pos + T] = k (in place, cast to the "
-            "buffer's dtype), and returns the slices [:, :, :pos + T]. Only advance(T) moves pos.",
+            "KVCache: allocate each layer's key and value buffers once, zeros of (batch, kv heads, max_len, "
+            "head_dim). update writes the T new positions into the time slice that starts at pos (in place, cast "
+            "to the buffer's dtype) and returns everything up to pos + T. Only advance(T) moves pos.",
             "Positions: with a cache, token i of idx sits at position cache.pos + i, for wpe (torch.arange(pos, "
             "pos + T)) and for rope (the last T rows of rotary_cos_sin(pos + T, ...)). In attention, update the "
             "cache after rope and qk-norm and before repeat_kv; causal_attention already puts Tq < Tk queries at "
@@ -237,9 +237,9 @@ EXERCISES: tuple[Exercise, ...] = (
             "flash_attention: F.scaled_dot_product_attention(q, k, v, is_causal=True) is right only when Tq == Tk. "
             "is_causal aligns its mask top-left, so with Tq < Tk (a cached decoding step) query i would see keys "
             "0 .. i. For Tq < Tk pass attn_mask: a boolean (Tq, Tk) mask, True where the query may look.",
-            "padded_vocab rounds up: (vocab_size + multiple - 1) // multiple * multiple. PaddedGPT builds your GPT "
-            "from dataclasses.replace(config, vocab_size=padded), keeps the real config as self.config, and "
-            "forward slices logits[..., :config.vocab_size] before taking the loss on them.",
+            "padded_vocab rounds vocab_size up to the next multiple, in integers. The padded GPT builds your GPT "
+            "from a copy of the config with the padded vocab_size, keeps the real config as its .config, and "
+            "cuts the logits back to the real vocabulary before taking the loss on them.",
             "autocast: torch.device(device).type gives 'cuda' for 'cuda:1'; return torch.autocast(device_type=..., "
             "dtype=torch.bfloat16) for 'cuda' and 'cpu', contextlib.nullcontext() otherwise. compiled: try "
             "torch.compile(model) and one forward under torch.no_grad() on a (1, 1) batch of token ids; on any "

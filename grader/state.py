@@ -77,12 +77,27 @@ def _problem(data) -> str | None:
 
 
 def save(project: Project, state: State) -> None:
-    project.state_dir.mkdir(exist_ok=True)
     data = dict(version=1, hints=dict(sorted(state.hints.items())), gave_up=dict(sorted(state.gave_up.items())))
     tmp = project.state_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(project.state_file)
+    try:
+        project.state_dir.mkdir(exist_ok=True)
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        tmp.replace(project.state_file)
+    except OSError as error:
+        raise KataError(f"Cannot write {project.state_file} ({error.strerror or error}).") from None
 
 
 def now() -> str:
     return datetime.now().isoformat(timespec="seconds")
+
+
+def reveal_hints(project: Project, ex, every: bool = False) -> tuple[int, int, str | None]:
+    """One more of ex's hints (every: all of them), remembered in the state file: (shown before, shown now,
+    problem). With a malformed state file nothing is written and problem says why."""
+    memory, problem = read(project)
+    shown = memory.hints.get(ex.id, 0)
+    count = len(ex.hints) if every else min(shown + 1, len(ex.hints))
+    if not problem and count != shown:
+        memory.hints[ex.id] = count
+        save(project, memory)
+    return shown, count, problem

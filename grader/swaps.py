@@ -56,14 +56,19 @@ def read(path=None) -> list[Exercise]:
 
 def write(exercises, path=None) -> None:
     """Replace the swap file with these exercises (or remove it when there are none)."""
+    from .project import KataError
+
     path = path or SWAP_FILE
-    if not exercises:
-        path.unlink(missing_ok=True)
-        return
     lines = [f"{ex.id}  # {ex.name}\n" for ex in MODULE_EXERCISES if ex in exercises]
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(HEADER + "".join(lines), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        if not exercises:
+            path.unlink(missing_ok=True)
+            return
+        tmp.write_text(HEADER + "".join(lines), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as error:
+        raise KataError(f"Cannot write {path} ({error.strerror or error}); the swaps are as they were.") from None
 
 
 def swap_file_of(package) -> Path:

@@ -639,8 +639,10 @@ def analyse_steps(spy, idx, out, max_new_tokens):
     for i, call in enumerate(calls):
         if call.cache is None:
             return f"forward {i + 1} of {len(calls)} got kv_cache=None.", STEP_CAUSES["no-cache"]
-        if call.cache is not calls[0].cache:
-            return f"forward {i + 1} got another cache object than forward 1.", STEP_CAUSES["cache-per-step"]
+        prev = calls[i - 1] if i else call
+        full = isinstance(prev.pos_after, int) and prev.pos_after >= S
+        if call.cache is not prev.cache and not (full and call.pos == 0):  # a new cache for a full one: a reset
+            return f"forward {i + 1} got another cache object than forward {i}.", STEP_CAUSES["cache-per-step"]
     first = calls[0]
     if first.pos != 0:
         return (f"the first forward found a cache already holding {first.pos} positions.", STEP_CAUSES["reused"])

@@ -19,6 +19,7 @@ import dataclasses
 import math
 import os
 import warnings
+from unittest import mock
 
 import pytest
 import torch
@@ -385,7 +386,12 @@ def test_padded_gpt_passes_the_kv_cache_on():
     with torch.no_grad():
         want = padded(idx)[0]
         cache = KVCache(config.n_layer, 2, 10, config.n_kv_head, config.head_dim, dtype=torch.float64)
-        chunks = [padded(idx[:, a:b], kv_cache=cache)[0] for a, b in ((0, 6), (6, 7), (7, 10))]
+        try:
+            chunks = [padded(idx[:, a:b], kv_cache=cache)[0] for a, b in ((0, 6), (6, 7), (7, 10))]
+        except NotImplementedError as error:  # the GPT inside is yours: its cache path is exercise 10's
+            if str(error).startswith("10 kv_cache"):
+                pytest.skip("runs once your GPT's cache path (exercise 10) is written")
+            raise
         restarted = torch.cat([padded(idx[:, a:b])[0] for a, b in ((0, 6), (6, 7), (7, 10))], dim=1)
     expect_close(torch.cat(chunks, dim=1), want, "padded_gpt(config) with a KVCache (prefill 6 tokens, then 1, then 3) "
                  "vs without", module=MODULE, inputs=dict(idx=idx), atol=1e-10, rtol=1e-8,
@@ -410,9 +416,8 @@ def inside(ctx, device_type):
 
 @pytest.mark.parametrize("device", ["cpu", torch.device("cpu")], ids=["'cpu'", "torch.device('cpu')"])
 def test_autocast_on_cpu_runs_matmuls_in_bfloat16(device):
-    ctx = built(device)
-    enabled, dtype = inside(ctx, "cpu")
-    with ctx:
+    enabled, dtype = inside(built(device), "cpu")
+    with built(device):  # a context of its own: one made by @contextlib.contextmanager is entered only once
         product = torch.ones(2, 3) @ torch.ones(3, 2)
     if enabled and dtype == torch.bfloat16 and product.dtype == torch.bfloat16:
         return
@@ -427,6 +432,22 @@ def test_autocast_on_cpu_runs_matmuls_in_bfloat16(device):
                  f"expected bfloat16 autocast: torch.autocast(device_type='cpu', dtype=torch.bfloat16).", cause=cause)
 
 
+def requested(ctx):
+    """(device_type, dtype) of every torch.autocast entered inside ctx, as asked for: without a GPU torch disables
+    an autocast for CUDA, so what it was asked is all there is to read (ctx may be one, or a context wrapping one)."""
+    seen, enter = [], torch.autocast.__enter__
+
+    def recording(self):
+        seen.append((self.device, self.fast_dtype))
+        return enter(self)
+
+    with warnings.catch_warnings(), mock.patch.object(torch.autocast, "__enter__", recording):
+        warnings.simplefilter("ignore")
+        with ctx:
+            pass
+    return seen
+
+
 @pytest.mark.parametrize("device", ["cuda", "cuda:0", torch.device("cuda", 0)],
                          ids=["'cuda'", "'cuda:0'", "torch.device('cuda', 0)"])
 def test_autocast_on_cuda_is_bfloat16(device):
@@ -434,16 +455,15 @@ def test_autocast_on_cuda_is_bfloat16(device):
     if torch.cuda.is_available():
         enabled, dtype = inside(ctx, "cuda")
     else:  # torch.autocast('cuda') disables itself without a GPU: read what it was asked for
-        enabled = isinstance(ctx, torch.autocast) and getattr(ctx, "device", None) == "cuda"
-        dtype = getattr(ctx, "fast_dtype", None) if enabled else None
+        asked = [dtype for device_type, dtype in requested(ctx) if device_type == "cuda"]
+        enabled, dtype = bool(asked), (asked[0] if asked else None)
     if enabled and dtype == torch.bfloat16:
         return
     cause = None
     if dtype == torch.float16:
         cause = "autocast uses float16: the dtype is torch.bfloat16 (float32's range, no loss scaling needed)"
     elif not enabled and str(device) != "cuda":
-        plain = built("cuda")
-        if isinstance(plain, torch.autocast):
+        if any(device_type == "cuda" for device_type, _ in requested(built("cuda"))):
             cause = (f"autocast({device!r}) is not treated as CUDA although autocast('cuda') is: compare the device's "
                      f"type, torch.device(device).type, which is 'cuda' for 'cuda:0' too")
     elif not enabled:

@@ -17,11 +17,12 @@
     python -m grader inspect RUN      attention maps, next-token top-k, parameter counts, training statistics
     python -m grader experiment ...   short trainings that vary one setting, compared on one plot
 
-Options for every command (before or after it): --impl exercises|solutions, --format
-text|json|gradescope|junit, --output PATH, --timeout SECONDS (per test), --root DIR.
+Options (before or after the command): --impl exercises|solutions, --timeout SECONDS (per
+test), --root DIR; for the reports (the overview, list, check) --format
+text|json|gradescope|junit and --output PATH.
 Exit status: 0 when the command ran (whatever the score); 1 when `check`'s exercise does not
-pass yet or `solution` declines; 2 for bad usage or a malformed file (one sentence; nothing
-is changed).
+pass yet or `solution` declines; 2 for bad usage or a malformed swaps.txt (one sentence;
+nothing is changed; a malformed .kata/state.json is reported and ignored).
 """
 
 import importlib
@@ -34,6 +35,7 @@ from ..project import KataError, Project
 from . import commands, files
 from .parser import DEFAULTS, IMPLS, PASSTHROUGH, PASSTHROUGH_MODULES, VALUE_OPTIONS, build_parser
 
+REPORTS = (None, "list", "check")  # the commands that write a report: --format and --output go with them
 COMMANDS = dict(check=commands.cmd_check, list=commands.cmd_list, hint=commands.cmd_hint, swap=files.cmd_swap,
                 unswap=files.cmd_unswap, swaps=files.cmd_swaps, watch=commands.cmd_watch, reset=files.cmd_reset,
                 solution=commands.cmd_solution)
@@ -109,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             args = build_parser(prog, __doc__).parse_args(argv)
         except SystemExit as done:  # --help
             return int(done.code or 0)
+        report_options = [f"--{key}" for key in ("format", "output") if hasattr(args, key)]
+        if report_options and args.command not in REPORTS:
+            raise KataError(f"{report_options[0]} goes with the overview, `list` and `check` (the reports), "
+                            f"not `{args.command}`.")
         for key, value in DEFAULTS.items():
             if not hasattr(args, key):
                 setattr(args, key, value)

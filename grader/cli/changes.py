@@ -1,7 +1,8 @@
 """What `watch` reacts to: a save, and only a save.
 
 A save is a change of the *content* of exercises/*.py or swaps.txt: a file written,
-created, or moved in (editors often write a temporary file and rename it). Reading a
+created, moved in (editors often write a temporary file and rename it) or deleted
+(`unswap` of the last swap deletes swaps.txt). Reading a
 file — pytest importing it, an editor opening it, `git status` — is not a save, and
 neither is a touch that leaves the bytes as they were.
 
@@ -23,7 +24,7 @@ import time
 
 POLL_SECONDS = 1.0
 QUIET_SECONDS = 0.05  # a save of several writes (truncate, write, rename) comes within this much time
-WRITES = ("modified", "created", "moved", "closed")  # watchdog's event types that can change content
+WRITES = ("modified", "created", "moved", "closed", "deleted")  # watchdog's event types that can change content
 # ("closed" is a close after writing; a close after reading is "closed_no_write")
 
 
@@ -87,7 +88,7 @@ class Changes:
             class Handler(FileSystemEventHandler):
                 def on_any_event(self, event):
                     if event.is_directory or event.event_type not in WRITES:
-                        return  # opened, closed_no_write (reads), attrib (a touch), deleted
+                        return  # opened, closed_no_write (reads), attrib (a touch)
                     paths = [getattr(event, "src_path", ""), getattr(event, "dest_path", "")]
                     if any(p and changes.watched(p) for p in paths):
                         changes.events.put(time.monotonic())

@@ -50,13 +50,14 @@ def grade(project: Project, args, focus: Exercise | None = None) -> Progress:
     run = [ex for ex in exercises if not fully_swapped(ex, swapped)]
     # in a fork of this process: a learner's file that crashes the interpreter (os._exit, a segfault) ends the
     # run, not the command (grader/plugin/isolated.py)
+    before = passed.keys(project, exercises, swapped)
     result, crash = IsolatedRun(project, run, impl=args.impl, timeout=args.timeout or DEFAULT_TIMEOUT,
                                 skip_untouched=skip, threads=getattr(args, "threads", None) or 1).result()
     if crash:
         raise KataError(f"{crash[0].upper()}{crash[1:]}: look at what your last change does when its file is "
                         f"imported or run (`pytest {run[0].test_file if len(run) == 1 else 'tests/'}` shows it).")
     progress = compute(project, result, swapped, gave_up, exercises)
-    passed.record(project, progress, swapped)
+    passed.record(project, progress, swapped, before)
     return progress
 
 
@@ -127,16 +128,11 @@ def cmd_check(project, args, con) -> int:
 
 def cmd_hint(project, args, con) -> int:
     ex = find(args.exercise)
-    memory, problem = state.read(project)
-    shown = memory.hints.get(ex.id, 0)
-    count = len(ex.hints) if args.all else min(shown + 1, len(ex.hints))
+    shown, count, problem = state.reveal_hints(project, ex, every=args.all)
     show_hints(ex, count, previously=shown, con=con, remembered=not problem)
     if problem:
         print(f"{problem} Hints are not remembered until you fix or delete it (it is never rewritten).",
               file=sys.stderr)
-    elif count != shown:
-        memory.hints[ex.id] = count
-        state.save(project, memory)
     return 0
 
 
@@ -202,4 +198,4 @@ def cmd_watch(project, args, con) -> int:
     remembered(project)  # say once that a malformed state file is ignored
     start = find(args.exercise) if args.exercise else None
     return Watch(project, con, impl=args.impl, timeout=args.timeout, poll=args.poll, start=start,
-                 threads=getattr(args, "threads", None) or 1).run()
+                 threads=args.threads).run()

@@ -78,20 +78,25 @@ def cmd_reset(project, args, con) -> int:
         fresh = strip_solutions(source.read_text(encoding="utf-8"), ex.label, source.name)
     except (OSError, ScaffoldError) as error:
         raise KataError(f"Cannot make a fresh {ex.exercise_file} from solutions/{source.name} ({error}).") from None
-    target = project.exercise_file(ex)
-    if target.is_file():
-        mine = target.read_bytes()
-        if mine == fresh.encode("utf-8"):
-            print(f"{ex.exercise_file} is already fresh; nothing to do.")
-            return 0
-        backup = backup_path(project, ex)
-        backup.parent.mkdir(parents=True, exist_ok=True)
-        backup.write_bytes(mine)
-        target.write_text(fresh, encoding="utf-8")
-        print(f"Saved your {ex.exercise_file} to {backup.relative_to(project.root)} and put a fresh one in its place.")
-    else:
-        target.write_text(fresh, encoding="utf-8")
-        print(f"Put a fresh {ex.exercise_file} in place (there was no file to save).")
+    target, backup = project.exercise_file(ex), None
+    try:
+        if target.is_file():
+            mine = target.read_bytes()
+            if mine == fresh.encode("utf-8"):
+                print(f"{ex.exercise_file} is already fresh; nothing to do.")
+                return 0
+            backup = backup_path(project, ex)
+            backup.parent.mkdir(parents=True, exist_ok=True)
+            backup.write_bytes(mine)  # first: the learner's file is replaced only once it is saved
+            target.write_text(fresh, encoding="utf-8")
+            print(f"Saved your {ex.exercise_file} to {backup.relative_to(project.root)} and put a fresh one in its "
+                  f"place.")
+        else:
+            target.write_text(fresh, encoding="utf-8")
+            print(f"Put a fresh {ex.exercise_file} in place (there was no file to save).")
+    except OSError as error:
+        kept = f"; your file is saved in {backup}" if backup is not None and backup.is_file() else ""
+        raise KataError(f"Cannot reset {ex.exercise_file} ({error.strerror or error}: {error.filename}){kept}.") from None
     return 0
 
 

@@ -1,9 +1,9 @@
-"""The grader's command line: its commands, options and the one error type for bad usage."""
+"""The grader's command line: its commands and options (bad usage is one sentence: grader.project.Parser)."""
 
 import argparse
 
 from .. import threads
-from ..project import KataError
+from ..project import Parser
 
 IMPLS = ("exercises", "solutions")
 FORMATS = ("text", "json", "gradescope", "junit")
@@ -12,11 +12,6 @@ VALUE_OPTIONS = ("--impl", "--format", "--output", "-o", "--timeout", "--root")
 PASSTHROUGH = ("train", "sample", "speed", "trace", "inspect", "experiment")
 PASSTHROUGH_MODULES = {"trace": "grader.inside.trace", "inspect": "grader.inside.inspect_run",
                        "experiment": "grader.inside.experiment"}  # the others: grader.training.<name>
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise KataError(f"{self.prog}: {message} (see `{self.prog} --help`).")
 
 
 def _seconds(text: str) -> float:
@@ -37,7 +32,7 @@ def build_parser(prog: str, doc: str) -> Parser:
     common.add_argument("--format", choices=FORMATS, default=argparse.SUPPRESS,
                         help="text (default), json, gradescope (writes results.json) or junit (XML)")
     common.add_argument("--output", "-o", metavar="PATH", default=argparse.SUPPRESS,
-                        help="write json/junit there instead of stdout; gradescope's results.json path "
+                        help="write the report there instead of stdout (any format); gradescope's results.json path "
                              "(default /autograder/results/results.json when that folder exists, else ./results.json)")
     common.add_argument("--timeout", type=_seconds, metavar="SECONDS", default=argparse.SUPPRESS,
                         help="time limit per test (default 30; the end-to-end test gets max(10x, 300))")

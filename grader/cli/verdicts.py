@@ -33,6 +33,7 @@ class Verdicts:
         """
         contents = self.changes.digest()
         self.pending = (exercises, swapped, contents)
+        self.before = passed.keys(self.project, EXERCISES, swapped)  # .kata/passed.json: the files as they ran
         wanted = []
         for ex in exercises:
             for d in [*dependencies(ex, swapped), ex]:
@@ -73,5 +74,5 @@ class Verdicts:
                     merged["modules"][ex.name] = module
         order = [ex for ex in EXERCISES if ex.id in wanted]
         progress = compute(self.project, merged, swapped, gave_up, order)
-        passed.record(self.project, progress, swapped)
+        passed.record(self.project, progress, swapped, {k: v for k, v in self.before.items() if k in ran})
         return progress, None

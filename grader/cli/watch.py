@@ -27,7 +27,7 @@ from .. import state, swaps
 from ..plugin.isolated import warm_up
 from ..plugin.runner import DEFAULT_TIMEOUT
 from ..progress import fully_swapped
-from ..project import Project
+from ..project import KataError, Project
 from ..registry import EXERCISES, Exercise
 from ..screens import overview
 from ..screens.exercise import exercise as exercise_screen, show_hints
@@ -35,7 +35,8 @@ from .changes import POLL_SECONDS, Changes
 from .verdicts import Verdicts
 
 KEYS = "[h]int  [n]ext  [l]ist  [r]un again  [q]uit"
-TICK = 0.05  # seconds between looks at the keys and the files
+TICK = 0.02  # seconds between looks at the keys and the files (a select() or a queue wait: nothing spins)
+RUN_TICK = 0.01  # between looks at a running child: its verdict shows within this of its end
 
 
 class Watch:
@@ -73,14 +74,18 @@ class Watch:
         running = self.verdicts.start(exercises, swapped, overview=overview, rerun=rerun)
         if running is not None:
             self.runs += 1
-            while not running.done():
-                key = self.read_key(TICK, during_run=True)
-                if key == "q":
-                    running.kill()
-                    self.stopped = True
-                    return None
-                if key:
-                    self.later.append(key)  # handled once the run is done
+            try:
+                while not running.done():
+                    key = self.read_key(RUN_TICK, during_run=True)
+                    if key == "q":
+                        running.kill()
+                        self.stopped = True
+                        return None
+                    if key:
+                        self.later.append(key)  # handled once the run is done
+            except BaseException:  # Ctrl-C during a run: the child and its report file go too
+                running.kill()
+                raise
         progress, crash = self.verdicts.finish(running, self.gave_up())
         self.crashed = bool(crash)
         if crash:
@@ -159,16 +164,15 @@ class Watch:
         ex = self.current
         if ex is None:
             return
-        memory, problem = state.read(self.project)
-        shown = memory.hints.get(ex.id, 0)
-        count = min(shown + 1, len(ex.hints))
+        try:
+            shown, count, problem = state.reveal_hints(self.project, ex)
+        except KataError as error:  # the state file cannot be written: the watch goes on
+            self.say(str(error), "yellow")
+            return
         self.con.print()
         show_hints(ex, count, previously=shown, con=self.con, again="press h again", remembered=not problem)
         if problem:
             self.say(f"{problem} Hints are not remembered until it is fixed.", "yellow")
-        elif count != shown:
-            memory.hints[ex.id] = count
-            state.save(self.project, memory)
 
     # --- keys -------------------------------------------------------------------------------
 

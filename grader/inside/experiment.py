@@ -117,6 +117,7 @@ def plan(argv) -> tuple:
     from grader.training.presets import preset
     from grader.training.run import Run
     from grader.training.runtime import TrainError
+    from grader.training.train import parse_args as train_parse_args
 
     try:
         chosen = preset(args.preset)
@@ -139,11 +140,10 @@ def plan(argv) -> tuple:
         folder = out / re.sub(r"[^A-Za-z0-9._=+-]", "_", label)
         vary_argv = flag_argv(action, value)
         run_argv = [*base, *extra, *vary_argv, "--out", str(folder)]
-        try:
-            ns = tparser.parse_args(run_argv)  # types and choices, one sentence
+        try:  # train's own checks: types, choices and the flags that go together, one sentence
+            ns, model_flags, setting_flags = train_parse_args(run_argv)
         except UsageError as error:
             raise UsageError(f"--vary {dest}={value}: {str(error).split(': ', 1)[-1]}") from None
-        ns, model_flags, setting_flags = split_flags(ns)
         ns.overwrite = True  # only the flags are checked here; existing runs are resumed or skipped, never replaced
         try:
             checked = Run(ns, model_flags, setting_flags)
@@ -153,19 +153,6 @@ def plan(argv) -> tuple:
     for p in plans:
         p.state = existing_state(p, steps)
     return args, dest, steps, out, plans
-
-
-def split_flags(ns):
-    """train's parse_args on a parsed namespace: (other args, model flags, setting flags)."""
-    import types
-
-    from grader.training.presets import SETTING_NAMES
-    from grader.training.train import config_fields
-
-    explicit = vars(ns)
-    model_flags = {f.name: explicit.pop(f.name) for f in config_fields() if f.name in explicit}
-    setting_flags = {name: explicit.pop(name) for name in SETTING_NAMES if name in explicit}
-    return types.SimpleNamespace(**explicit), model_flags, setting_flags
 
 
 def existing_state(p: Plan, steps: int) -> str:
@@ -187,7 +174,10 @@ def existing_state(p: Plan, steps: int) -> str:
 
     config = dataclasses.asdict(GPTConfig(**{**p.run.preset["model"], **p.run.model_flags, "vocab_size": 2}))
     stored_config = dict(metrics.get("config") or {})
-    differ = [k for k in wanted if k != "max_steps" and metrics.get("settings", {}).get(k) != wanted[k]]
+    # the optimizer a preset names may have fallen back (a modern preset trains with AdamW until the learner's 12
+    # passes; grader/training/run.py): a run is compared on it only when --optimizer was given
+    same_anyway = {"max_steps"} | ({"optimizer"} if "optimizer" not in p.run.setting_flags else set())
+    differ = [k for k in wanted if k not in same_anyway and metrics.get("settings", {}).get(k) != wanted[k]]
     differ += [k for k in config if k != "vocab_size" and stored_config.get(k) != config[k]]
     if metrics.get("preset") != p.run.preset_name:
         differ.append("preset")

@@ -84,7 +84,7 @@ class Patches:
         F = torch.nn.functional
         patches = self
 
-        def capture(original, method=False):
+        def capture(original):
             @functools.wraps(original)
             def softmax(*args, **kwargs):
                 if patches._in_softmax or not tracer.recording:
@@ -113,7 +113,7 @@ class Patches:
 
         self._patch(F, "softmax", capture(F.softmax))
         self._patch(torch, "softmax", capture(torch.softmax))
-        self._patch(torch.Tensor, "softmax", capture(torch.Tensor.softmax, method=True))
+        self._patch(torch.Tensor, "softmax", capture(torch.Tensor.softmax))
         self._patch(F, "scaled_dot_product_attention", sdpa_capture(F.scaled_dot_product_attention))
 
     def _patch(self, owner, name, replacement):

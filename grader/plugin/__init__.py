@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 from _pytest._code.code import ReprFileLocation, TerminalRepr
 
+from .. import threads
 from .collector import Collector
 from .learner import (
     active_swaps, exercise_of, import_crash, is_timeout, learner_dir, learner_site, not_started_message, timeout_of,
@@ -55,7 +56,7 @@ def pytest_addoption(parser):
              "that would run the same hanging code are reported as timed out without running",
     )
     group.addoption(
-        "--kata-threads", type=int, default=1, metavar="N",
+        "--kata-threads", type=threads.flag, default=1, metavar="N",
         help="torch's threads per operation while the kata's tests run (default 1: their tensors are tiny, and on "
              "a busy machine extra threads only wait; 0: torch's default)",
     )

@@ -37,6 +37,9 @@ def warm_up(test_files) -> None:
     import pytest  # noqa: F401
     import torch
 
+    from grader import threads
+
+    threads.torch_default(torch)  # remembered before it changes: what --threads 0 gives the runs
     torch.set_num_threads(1)  # (an operation on several threads before fork could leave the child's pool broken)
     modules = {name: () for name in ("_pytest.python", "_pytest.runner", "_pytest.terminal", "_pytest.fixtures",
                                      "pytest_timeout", "grader.plugin", "grader.plugin.runner")}
@@ -149,8 +152,12 @@ class IsolatedRun:
             from .runner import run_tests
 
             self.report = run_tests(self.project, self.exercises, **self.options)
-        while not self.done():
-            time.sleep(0.01)
+        try:
+            while not self.done():
+                time.sleep(0.01)
+        except BaseException:  # Ctrl-C while waiting: the child and its report file go too
+            self.kill()
+            raise
         return self.report, self.crash
 
     def kill(self) -> None:

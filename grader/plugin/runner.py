@@ -22,7 +22,7 @@ from ..project import KataError, Project
 from ..registry import ROOT, Exercise
 
 PROJECT_FOLDERS = ("exercises", "solutions", "tests", "data")
-DEFAULT_TIMEOUT = 30.0  # seconds per test; the end-to-end test gets max(10x, 300 s) (see grader/plugin.py)
+DEFAULT_TIMEOUT = 30.0  # seconds per test; the end-to-end test gets max(10x, 300 s) (see grader/plugin/)
 
 
 def _project_module(name: str, module, folders: tuple[str, ...]) -> bool:

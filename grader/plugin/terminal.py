@@ -38,9 +38,11 @@ class Terminal:
     def pytest_collection_finish(self, session):
         wanted = self.config.getoption("kata_threads")
         torch = sys.modules.get("torch")  # the test files import it; never imported here for its own sake
-        if wanted and torch is not None:
+        if torch is not None:
+            from grader import threads
+
             self.threads_before = torch.get_num_threads()
-            torch.set_num_threads(wanted)
+            threads.apply(wanted)  # 0: torch's own default, even in a watch's child (its parent set 1)
 
     def pytest_unconfigure(self, config):
         torch = sys.modules.get("torch")

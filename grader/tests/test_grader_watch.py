@@ -216,6 +216,27 @@ def test_an_idle_watch_runs_nothing_while_files_are_read_and_once_per_save(fake)
     assert marks["burst_runs"] == 1
 
 
+def test_deleting_swaps_txt_wakes_it_once(fake):
+    """`unswap` of the last swap deletes swaps.txt: the real watchdog observer sees it as a save."""
+    fake.solve("01")
+    swap_file = fake.root / "swaps.txt"
+    swap_file.write_text("01\n", encoding="utf-8")
+    keys, marks = queue.Queue(), {}
+
+    def tick(watch):
+        now = time.monotonic()
+        if "start" not in marks:
+            marks["start"], marks["runs"] = now, watch.runs
+            swap_file.unlink()
+        elif "ran" not in marks and now - marks["start"] >= 1.5:
+            marks["ran"] = watch.runs - marks["runs"]
+            keys.put("q")
+
+    watch, out = make_watch(fake, keys, tick, poll=False)
+    assert watch.run() == 0
+    assert marks["ran"] == 1, out.getvalue()
+
+
 def test_what_a_key_prints_stays_until_the_next_save(fake, monkeypatch):
     fake.solve("01")
     keys, marks = queue.Queue(), {}

@@ -10,8 +10,8 @@ saved by either resumes with either:
     rng                 {"torch": this process's RNG state, "cuda": CUDA's or None}
     extra               format ("gpt-kata-checkpoint/2"), settings, tokenizer (tokenizer.state()),
                         metrics, run (preset, impl, data, threads), batches (the batch sampler's
-                        generator state), rng_per_rank ({"torch": [...], "cuda": [...] or None}: every
-                        process's states, for torchrun)
+                        generator state), rng_per_rank ({"torch": [...], "device": [...] or None}: every
+                        process's states, the CPU's and CUDA's or MPS's, for torchrun; "cuda" before)
 
 write() puts the whole file in a temporary file next to ckpt.pt, flushes it to disk, and
 only then renames it over ckpt.pt (os.replace is atomic): a run killed at any moment leaves

@@ -13,7 +13,8 @@ import time
 from data.shakespeare import DataError
 from grader.training.log import Log, append_sample, nan_message, printable
 from grader.training.report import write_json, write_reports
-from grader.training.runtime import Autocast, StopRequest, pick_dtype
+from grader.training.runtime import (Autocast, StopRequest, device_rng_state, pick_dtype, rng_kept,
+                                     set_device_rng_state)
 from grader.training.stats import record as record_stats
 from grader.training.train import PROGRAM
 
@@ -71,7 +72,7 @@ class Trainer:
         B, T = s.batch_size, run.config.block_size
         self.tokens_per_step = B * T * s.grad_accum * dist.world_size
         self.threads = run.threads(self.ckpt, 6 * sum(p.numel() for p in self.raw.parameters()) * self.tokens_per_step,
-                                   self.probe)
+                                   self.probe, self.device)
 
     def route_attention(self):
         """Exercise 14's flash_attention in place of 03's causal_attention, when the run uses it (run.py)."""
@@ -81,17 +82,22 @@ class Trainer:
 
         attention, flash, whose = self.run.flash
         router = Router(attention, flash)
-        torch, idx = self.torch, self.torch.zeros(1, 2, dtype=self.torch.long, device=self.device)
-        rng, training = torch.get_rng_state(), self.raw.training
+        torch = self.torch
+        idx = torch.zeros(1, min(2, self.run.config.block_size), dtype=torch.long, device=self.device)
+        training = self.raw.training
         self.raw.eval()  # the probe leaves no trace: no dropout drawn, the RNG as it was
-        with torch.no_grad():
+        with torch.no_grad(), rng_kept(torch, self.device):
             reached = router.probe(lambda: self.raw(idx))
         self.raw.train(training)
-        torch.set_rng_state(rng)
         if reached:
             router.route()
             self.router = router  # put back when the run ends (the module outlives the run in this process)
-            self.run.notes.append(f"attention: SDPA through {whose} flash_attention (exercise 14)")
+            if self.run.config.dropout:  # the routed call keeps attention dropout handwritten (Router)
+                self.run.notes.append(f"attention: SDPA through {whose} flash_attention (exercise 14) when "
+                                      f"evaluating and sampling; the training steps stay handwritten (dropout "
+                                      f"{self.run.config.dropout:g}: flash_attention has no attention dropout)")
+            else:
+                self.run.notes.append(f"attention: SDPA through {whose} flash_attention (exercise 14)")
         else:
             self.run.notes.append("attention: handwritten (your CausalSelfAttention does not call its module's "
                                   "causal_attention, so 14's flash_attention cannot stand in)")
@@ -99,13 +105,12 @@ class Trainer:
     def probe(self):
         """One forward and backward pass on a training batch, leaving no trace: what the thread choice times."""
         torch, s = self.torch, self.s
-        rng = torch.get_rng_state()
         x, y = self.parts.get_batch(self.run.corpus.train, s.batch_size, self.run.config.block_size,
                                     generator=torch.Generator().manual_seed(0), device=self.device)
-        _, loss = self.eval_model(x, y)  # not the DDP wrapper: no collective calls while timing
-        loss.backward()
+        with rng_kept(torch, self.device):
+            _, loss = self.eval_model(x, y)  # not the DDP wrapper: no collective calls while timing
+            loss.backward()
         self.raw.zero_grad(set_to_none=True)
-        torch.set_rng_state(rng)
 
     # -- the loop --
 
@@ -239,9 +244,9 @@ class Trainer:
         torch, dist, run, timing = self.torch, self.dist, self.run, self.metrics["timing"]
         t0 = time.perf_counter()
         timing["wall"] = self.elapsed()
+        accelerator = device_rng_state(torch, self.device)  # CUDA's or MPS's, where dropout draws
         rng_per_rank = dict(torch=dist.gather(torch.get_rng_state()),
-                            cuda=dist.gather(torch.cuda.get_rng_state(self.device))
-                            if self.device.startswith("cuda") else None)
+                            device=dist.gather(accelerator) if accelerator is not None else None)
         if dist.master:  # exercise 13's save_checkpoint (the learner's once 13 passes), the rest of the run in extra
             extra = dict(format=checkpoint.FORMAT, settings=dataclasses.asdict(run.settings),
                          tokenizer=run.corpus.tokenizer.state(), metrics=self.metrics,
@@ -287,11 +292,13 @@ def params_finite(model) -> bool:
 
 
 def restore_rng(state, batch_rng, device, dist, torch):
-    """The batch sampler's generator (shared by all processes), and this process's own torch/CUDA RNG."""
+    """The batch sampler's generator (shared by all processes), and this process's own torch RNG, the CPU's and
+    the device's (CUDA or MPS; an earlier layout saved it as "cuda")."""
     batch_rng.set_state(state["batches"])
     if len(state["torch"]) == dist.world_size:  # resumed with as many processes as saved: exactly
         torch.set_rng_state(state["torch"][dist.rank])
-        if state.get("cuda") is not None and device.startswith("cuda"):
-            torch.cuda.set_rng_state(state["cuda"][dist.rank], device)
+        accelerator = state.get("device", state.get("cuda"))
+        if accelerator is not None and str(device).split(":")[0] in ("cuda", "mps"):
+            set_device_rng_state(torch, device, accelerator[dist.rank])
     else:  # another number of processes: fresh dropout randomness, derived from the saved one
         torch.manual_seed(int(state["torch"][0][:8].sum()) + dist.rank)

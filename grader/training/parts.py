@@ -87,16 +87,10 @@ class UnfinishedParts(Exception):
     """The parts a command needs that are not written yet: one sentence naming all of them."""
 
 
-NEEDS = {  # what a command calls: probe step -> the calls (see _probe)
-    "model": "GPT(config), forward with targets, backward",
-    "optimizer": "configure_optimizers, lr_at",
-    "train_step": "get_batch, train_step, estimate_loss",
-    "generate": "generate",
-}
-
-
 def require_parts(config, needs, command: str) -> None:
-    """UnfinishedParts naming every exercise whose TODO the command's calls would reach (swaps applied)."""
+    """UnfinishedParts naming every exercise whose TODO the command's calls would reach (swaps applied).
+    needs: the probes to run, of "model" (GPT(config), forward with targets, backward), "optimizer"
+    (configure_optimizers, lr_at), "train_step" (get_batch, train_step, estimate_loss) and "generate"."""
     from grader.registry import BY_ID
 
     found = _reached(None, config, needs)

@@ -25,7 +25,7 @@ class Settings:
     min_lr: float | None = None  # floor of the cosine; None -> lr / 10
     warmup_steps: int = 100
     lr_decay_steps: int | None = None  # the cosine reaches min_lr here; None -> max_steps
-    weight_decay: float = 0.1
+    weight_decay: float = 0.1  # AdamW's (07); an --optimizer muon run uses configure_muon's default, none
     beta1: float = 0.9
     beta2: float = 0.99
     eps: float = 1e-8

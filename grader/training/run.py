@@ -1,6 +1,7 @@
 """One training run, set up: the preset, the settings and the model's shape are checked before
 torch is imported (so a bad flag is refused at once); then the checkpoint (with --resume), the
-learner's parts (every unfinished one named at once), the data, the device and the threads.
+data (and its tokenizer), the learner's parts (every unfinished one named at once), the device and
+the threads.
 The loop itself is grader/training/loop.py."""
 
 import dataclasses
@@ -104,13 +105,13 @@ class Run:
         self.settings = resolve_settings(self.preset, ckpt, self.setting_flags)
         return ckpt
 
-    def threads(self, ckpt, flops_per_step: float, step) -> int:
+    def threads(self, ckpt, flops_per_step: float, step, device) -> int:
         """The intra-op thread count: --threads, else the checkpoint's (resume), else chosen from the work."""
         wanted = getattr(self.args, "threads", None)
         if wanted is None and ckpt is not None:
             wanted = ckpt["run"].get("threads")
         if wanted is None:
-            wanted = threads.choose(flops_per_step) or threads.calibrate(step)
+            wanted = threads.pick(flops_per_step, step, device)
         return threads.apply(wanted)
 
     def prepare_data(self, ckpt):
@@ -167,7 +168,8 @@ class Run:
             self.notes.append("optimizer: AdamW (07 configure_optimizers)")
             return
         self.notes.append(f"optimizer: Muon for the blocks' matrices (lr {self.settings.muon_lr:g}) + AdamW for the "
-                          f"rest (lr {self.settings.lr:g}): {whose} configure_muon")
+                          f"rest (lr {self.settings.lr:g}), no weight decay (configure_muon's default): {whose} "
+                          f"configure_muon")
 
     def choose_checkpoints(self):
         """Exercise 13's save_checkpoint / load_checkpoint once 13 passes (or the reference's, with --impl
@@ -243,6 +245,7 @@ def resolve_settings(chosen: dict, ckpt, flags) -> Settings:
     --max-steps but no --eval-interval evaluates about 10 times (never less often than the preset says)."""
     values = dict(chosen["train"])
     if ckpt is not None:
+        values["optimizer"] = "adamw"  # a checkpoint of the earlier layout names no optimizer: it trained with AdamW
         values.update(ckpt["settings"])
     elif "max_steps" in flags and "eval_interval" not in flags:  # a shorter run still gets a curve: ~10 evaluations
         values["eval_interval"] = max(1, min(values.get("eval_interval", Settings.eval_interval), flags["max_steps"] // 10))

@@ -1,5 +1,6 @@
 """Where and how a run executes: the device, autocast, several processes (torchrun), Ctrl-C."""
 
+import contextlib
 import os
 import signal
 
@@ -23,6 +24,35 @@ def pick_device(name: str, torch):
     if kind not in ("cpu", "cuda", "mps"):
         raise TrainError(f"Unknown --device {name!r}: use auto, cpu, cuda, cuda:N or mps.")
     return name
+
+
+def device_rng_state(torch, device):
+    """The accelerator's RNG state (dropout on CUDA or MPS draws from it), None on the CPU."""
+    kind = str(device).split(":")[0]
+    if kind == "cuda":
+        return torch.cuda.get_rng_state(device)
+    if kind == "mps":
+        return torch.mps.get_rng_state()
+    return None
+
+
+def set_device_rng_state(torch, device, state) -> None:
+    kind = str(device).split(":")[0]
+    if state is not None and kind == "cuda":
+        torch.cuda.set_rng_state(state, device)
+    elif state is not None and kind == "mps":
+        torch.mps.set_rng_state(state)
+
+
+@contextlib.contextmanager
+def rng_kept(torch, device):
+    """Whatever runs inside leaves torch's RNG as it was, the CPU's and the device's: a probe leaves no trace."""
+    cpu, accelerator = torch.get_rng_state(), device_rng_state(torch, device)
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu)
+        set_device_rng_state(torch, device, accelerator)
 
 
 def pick_dtype(name: str, device: str, torch):

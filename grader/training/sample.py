@@ -106,7 +106,7 @@ def run(args) -> int:
             with torch.no_grad():
                 model(context)
 
-        threads.apply(threads.choose(flops) or threads.calibrate(forward))
+        threads.apply(threads.pick(flops, forward, device))
 
     prompt = tokenizer.encode(args.prompt) if args.prompt else []
     if not prompt:

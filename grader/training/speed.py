@@ -14,6 +14,7 @@ the reference's until then (the header says whose). Compiling takes a while: a l
 import sys
 
 from data.shakespeare import DataError
+from grader import threads
 from grader.project import Parser, UsageError
 from grader.training.parts import IMPLS, exit_status, require_parts, second_half
 from grader.training.presets import PRESETS, preset
@@ -30,10 +31,10 @@ def build_parser():
     parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
     parser.add_argument("--device", action="append", help="cpu, cuda, mps (repeatable; default: cpu and every "
                                                           "accelerator present)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per row (default 20)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per row, rounded up to whole rounds of 4 (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per row first (default 3)")
     parser.add_argument("--impl", default="exercises", choices=IMPLS, help="exercises (default: yours) or solutions")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--threads", type=threads.flag, default=None, metavar="N",
                         help="torch's threads per operation (default: as train chooses them; 0: torch's own)")
     return parser
 
@@ -67,7 +68,6 @@ def run(args) -> int:
 
     import torch
 
-    from grader import threads
     from grader.training.runtime import pick_device
     from grader.training.speedups import measure, table
 
@@ -108,7 +108,7 @@ def run(args) -> int:
                  else f"{device}, {torch.get_num_threads()} threads")
         print()
         print(table(results, f"{args.preset} ({shape}) on {where}, torch {torch.__version__}; "
-                             f"{args.steps} timed steps per row"))
+                             f"{results[0]['timed']} timed steps per row"))
         print()
     return 0
 

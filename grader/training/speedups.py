@@ -30,6 +30,7 @@ row alike; read the ratios, which are measured side by side, rather than the abs
 """
 
 import contextlib
+import importlib
 import math
 import time
 
@@ -98,17 +99,16 @@ def copy_weights(source, target):
 class Row:
     """One row of the table: a model, how to step it, and what was measured."""
 
-    def __init__(self, name, model, ctx, sdpa, note=""):
-        self.name, self.model, self.ctx, self.sdpa, self.note = name, model, ctx, sdpa, note
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if model is not None else None
+    def __init__(self, name, model, ctx, router, note=""):
+        self.name, self.model, self.ctx, self.router, self.note = name, model, ctx, router, note  # router: SDPA or None
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         self.seconds, self.timed, self.first_loss = 0.0, 0, None
 
 
 def measure(parts, preset_model_config, device, steps, on_progress=None, *, batch_size=12, warmup=3, rounds=4,
             seed=0):
     """Tokens/s of a training step for each row of STEPS on device. Returns a list of dicts (one per row):
-    step, tokens_per_s (None if the row could not run), speedup (over the previous row that ran), total (over
-    row 1), first_loss, note."""
+    step, tokens_per_s, speedup (over the previous row), total (over row 1), first_loss, timed (steps), note."""
     say = on_progress or (lambda text: None)
     fields = dict(preset_model_config)
     fields["dropout"] = 0.0
@@ -129,7 +129,7 @@ def measure(parts, preset_model_config, device, steps, on_progress=None, *, batc
         return model.to(device)
 
     def step(row):
-        with (router if row.sdpa else contextlib.nullcontext()):
+        with (row.router or contextlib.nullcontext()):
             with row.ctx():
                 _, loss = row.model(x, y)
             loss.backward()
@@ -140,26 +140,34 @@ def measure(parts, preset_model_config, device, steps, on_progress=None, *, batc
     null = contextlib.nullcontext
     autocast = lambda: parts.speed.autocast(device)  # noqa: E731
     has_autocast = not isinstance(autocast(), contextlib.nullcontext)
-    rows = [Row(STEPS[0], fresh(), null, sdpa=False)]
-    sdpa = Row(STEPS[1], fresh(), null, sdpa=True)
+    rows = [Row(STEPS[0], fresh(), null, router=None)]
+    sdpa = Row(STEPS[1], fresh(), null, router=router)
     rows.append(sdpa)
     with torch.no_grad():
         use_sdpa = router.probe(lambda: sdpa.model(x[:1], y[:1]))
     if not use_sdpa:
         say("SDPA is not routed: this CausalSelfAttention does not call its module's causal_attention")
         sdpa.note = "not routed: CausalSelfAttention does not call causal_attention"
+        sdpa.router = None
+    routed = router if use_sdpa else None
     amp = autocast if has_autocast else null
-    rows.append(Row(STEPS[2], fresh(), amp, use_sdpa, "" if has_autocast else f"no bf16 autocast on {device.type}"))
+    rows.append(Row(STEPS[2], fresh(), amp, routed, "" if has_autocast else f"no bf16 autocast on {device.type}"))
     say("compiling (the first steps of the compiled rows include the compilation)")
     with router:
         model = parts.speed.compiled(fresh())
     compiled = not isinstance(model, parts.GPT)
-    rows.append(Row(STEPS[3], model, amp, use_sdpa, "" if compiled else "torch.compile failed here (see above)"))
+    rows.append(Row(STEPS[3], model, amp, routed, "" if compiled else "torch.compile failed here (see above)"))
+    # padded_gpt builds the GPT of its own package: the learner's with their 14, the reference's with the reference's
+    # 14 (until theirs passes), whose attention is routed through its own module
+    inner = importlib.import_module(parts.speed.__name__.rsplit(".", 1)[0] + ".attention")
+    padded_router = router if inner is parts.attention else Router(inner, parts.speed.flash_attention)
     padded = fresh(padded=True)
-    with router:
+    with padded_router:
         padded = parts.speed.compiled(padded) if compiled else padded
     vocab = parts.speed.padded_vocab(config.vocab_size)
-    rows.append(Row(STEPS[4], padded, amp, use_sdpa, f"vocab {config.vocab_size} -> {vocab}"))
+    note = f"vocab {config.vocab_size} -> {vocab}" + ("" if inner is parts.attention else
+                                                      " (the reference's GPT: padded_gpt is the reference's)")
+    rows.append(Row(STEPS[4], padded, amp, padded_router if use_sdpa else None, note))
 
     def sync():
         if device.type == "cuda":
@@ -190,7 +198,8 @@ def measure(parts, preset_model_config, device, steps, on_progress=None, *, batc
         rate = tokens * row.timed / row.seconds if row.seconds else None
         first = first or rate
         results.append(dict(step=row.name, tokens_per_s=rate, speedup=rate / previous if previous else None,
-                            total=rate / first if first else None, first_loss=row.first_loss, note=row.note))
+                            total=rate / first if first else None, first_loss=row.first_loss, timed=row.timed,
+                            note=row.note))
         previous = rate
     return results
 

@@ -21,6 +21,8 @@ states and the gradients are restored afterwards, and the optimizer step it watc
 import math
 import re
 
+from grader.training.runtime import rng_kept
+
 LAYER = re.compile(r"(?:^|\.)h\.(\d+)$")
 BINS = 60
 PROBE_SEQUENCES = 8  # sequences in the measuring batch (at most the batch size)
@@ -79,17 +81,15 @@ def probe(trainer, layers, torch):
 
     params = list(raw.parameters())
     saved_grads = [p.grad for p in params]
-    cpu_rng = torch.get_rng_state()
-    cuda = str(trainer.device).startswith("cuda")
-    cuda_rng = torch.cuda.get_rng_state(trainer.device) if cuda else None
     was_training = raw.training
     handles = [module.register_forward_hook(keep(i)) for i, (_, module) in enumerate(layers)]
     try:
         for p in params:
             p.grad = None
         raw.train()
-        _, loss = model(x, y)
-        loss.backward()
+        with rng_kept(torch, trainer.device):  # the probe's dropout takes nothing from the training's random numbers
+            _, loss = model(x, y)
+            loss.backward()
         gradients = []
         for name, _ in layers:
             grads = [p.grad.detach().float() for n, p in raw.named_parameters() if n.startswith(name + ".")
@@ -101,9 +101,6 @@ def probe(trainer, layers, torch):
         for p, g in zip(params, saved_grads):
             p.grad = g
         raw.train(was_training)
-        torch.set_rng_state(cpu_rng)
-        if cuda:
-            torch.cuda.set_rng_state(cuda_rng, trainer.device)
     return outputs, gradients
 
 

@@ -58,7 +58,13 @@ def autocast(device):
     """The bfloat16 autocast context for a CUDA or CPU device (a string or torch.device), a null context elsewhere."""
     kind = device.type if isinstance(device, torch.device) else torch.device(device).type
     dtype = AUTOCAST_DTYPES.get(kind)
-    return contextlib.nullcontext() if dtype is None else torch.amp.autocast(kind, dtype=dtype)
+    return contextlib.nullcontext() if dtype is None else _autocast(kind, dtype)
+
+
+@contextlib.contextmanager
+def _autocast(kind, dtype):  # a generator context: entered once, as the contract allows
+    with torch.amp.autocast(kind, dtype=dtype):
+        yield
 
 
 def compiled(model):

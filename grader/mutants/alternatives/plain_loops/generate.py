@@ -51,8 +51,9 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
             if cache is None:
                 logits, _ = model(out[:, max(0, t - bs):t])
             else:
-                if t - base > bs:  # the window has moved past the cache: fill it again
-                    cache.reset()
+                if t - base > bs:  # the window has moved past the cache: fill a new one (as good as reset())
+                    cache = KVCache(cfg.n_layer, B, bs, cfg.n_kv_head, cfg.head_dim, dtype=weight.dtype,
+                                    device=weight.device)
                     base = done = t - bs
                 logits, _ = model(out[:, done:t], kv_cache=cache)
                 done = t

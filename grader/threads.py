@@ -68,12 +68,19 @@ def pick(flops_per_step: float, step, device="cpu") -> int:
     return choose(flops_per_step) or calibrate(step)
 
 
-def calibrate(step, candidates=None, rounds: int = 3) -> int:
+MORE_THREADS_MARGIN = 0.8  # more threads are kept only when they take at most this fraction of one thread's time
+
+
+def calibrate(step, candidates=None, rounds: int = 6) -> int:
     """The thread count in candidates (default: 1 and all cores) under which step() runs fastest.
 
     step() must do the same work each call and leave no trace (a forward and backward pass
     whose gradients are then zeroed). The candidates alternate, so a change in the
-    machine's load hits both; the median of `rounds` timings decides.
+    machine's load hits both; the mean of `rounds` timings decides (not the median: on a
+    busy machine a step on several threads waits for its slowest thread, and those waits
+    are the long tail a median hides), and more threads must win by a margin: wrongly
+    chosen under load they cost several times more than one thread wrongly kept on a quiet
+    machine (bench/train_speed.py --threads-check).
     """
     import torch
 
@@ -94,7 +101,11 @@ def calibrate(step, candidates=None, rounds: int = 3) -> int:
                 times[n].append(time.perf_counter() - start)
     finally:
         torch.set_num_threads(before)
-    return min(candidates, key=lambda n: statistics.median(times[n]))
+    mean = {n: statistics.fmean(times[n]) for n in candidates}
+    best = min(candidates, key=mean.get)
+    if best != candidates[0] and mean[best] > MORE_THREADS_MARGIN * mean[candidates[0]]:
+        return candidates[0]
+    return best
 
 
 _torch_default = None

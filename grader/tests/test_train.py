@@ -7,6 +7,7 @@ no GPU, a fraction of a second each. The 2-process DDP test is in test_train_ddp
 import json
 import math
 import signal
+import time
 import types
 
 import pytest
@@ -455,3 +456,35 @@ def test_a_checkpoint_has_exercise_13s_layout_and_the_learners_load_resumes_it(f
     assert loaded["step"] == raw["step"]
     for key, value in raw["model"].items():
         assert torch.equal(model.state_dict()[key], value), key
+
+
+# --- the thread choice ---------------------------------------------------------------------------------------
+
+
+def sleeper(seconds_for):
+    """A step that takes seconds_for(threads, call) seconds (sleeping, so the timing does not depend on the load)."""
+    import torch
+
+    calls = {}  # thread count -> calls so far
+
+    def step():
+        n = torch.get_num_threads()
+        calls[n] = calls.get(n, 0) + 1
+        time.sleep(seconds_for(n, calls[n]))
+
+    return step
+
+
+@pytest.mark.parametrize("case, seconds_for, want", [
+    ("two threads clearly faster", lambda n, _: 0.004 if n == 2 else 0.008, 2),
+    ("two threads barely faster", lambda n, _: 0.0075 if n == 2 else 0.008, 1),
+    ("two threads fast but with a long tail", lambda n, k: (0.06 if k % 3 == 0 else 0.003) if n == 2 else 0.008, 1),
+])
+def test_calibrate_keeps_more_threads_only_when_they_win_clearly_on_average(case, seconds_for, want):
+    import torch
+
+    from grader import threads
+
+    before = torch.get_num_threads()
+    assert threads.calibrate(sleeper(seconds_for), candidates=[1, 2]) == want, case
+    assert torch.get_num_threads() == before, "calibrate leaves the thread count as it found it"

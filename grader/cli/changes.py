@@ -7,7 +7,8 @@ file — pytest importing it, an editor opening it, `git status` — is not a sa
 neither is a touch that leaves the bytes as they were.
 
 watchdog reports every event of the two folders (exercises/, and the project root for
-swaps.txt); the ones that can be writes mark the files dirty, and once they have been
+swaps.txt); the ones that can be writes mark the files dirty (and wake the watch at once,
+through a pipe its select() waits on), and once they have been
 quiet for QUIET_SECONDS (editors write in several steps) the files' contents are hashed
 and compared with the contents of the last run. Without watchdog (or with --poll) the
 folder's mtimes and sizes are compared every POLL_SECONDS, then the contents the same way.
@@ -19,11 +20,12 @@ folder's mtimes and sizes are compared every POLL_SECONDS, then the contents the
 """
 
 import hashlib
+import os
 import queue
 import time
 
 POLL_SECONDS = 1.0
-QUIET_SECONDS = 0.05  # a save of several writes (truncate, write, rename) comes within this much time
+QUIET_SECONDS = 0.02  # a save of several writes (truncate, write, rename) comes within this much time
 WRITES = ("modified", "created", "moved", "closed", "deleted")  # watchdog's event types that can change content
 # ("closed" is a close after writing; a close after reading is "closed_no_write")
 
@@ -32,6 +34,8 @@ class Changes:
     def __init__(self, project, poll: bool = False):
         self.project, self.poll = project, poll
         self.events: queue.Queue = queue.Queue()
+        self.wake_fd = None  # readable as soon as an event comes: the watch's select() wakes on it (watchdog mode)
+        self._wake_w = None
         self.observer = None
         self.error = None  # why the file watcher could not start, if it could not
         self.last_saved: list[str] = []  # the files the last save changed
@@ -92,7 +96,14 @@ class Changes:
                     paths = [getattr(event, "src_path", ""), getattr(event, "dest_path", "")]
                     if any(p and changes.watched(p) for p in paths):
                         changes.events.put(time.monotonic())
+                        try:
+                            os.write(changes._wake_w, b"!")
+                        except (BlockingIOError, OSError, TypeError):
+                            pass  # full (a wake is pending anyway) or closed
 
+            self.wake_fd, self._wake_w = os.pipe()
+            os.set_blocking(self.wake_fd, False)
+            os.set_blocking(self._wake_w, False)
             self.observer = Observer()
             handler = Handler()
             self.observer.schedule(handler, str(self.project.exercises), recursive=False)
@@ -109,6 +120,18 @@ class Changes:
             self.observer.stop()
             self.observer.join(timeout=2)
             self.observer = None
+        for fd in (self.wake_fd, self._wake_w):
+            if fd is not None:
+                os.close(fd)
+        self.wake_fd = self._wake_w = None
+
+    def drain_wake(self) -> None:
+        """Empty the wake pipe (its bytes only say that events came; the queue holds them)."""
+        try:
+            while self.wake_fd is not None and os.read(self.wake_fd, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
 
     def saved(self) -> bool:
         """True once the watched files' contents differ from the last time this returned True."""
@@ -118,6 +141,7 @@ class Changes:
                 return False
             self.stamps = now
         else:
+            self.drain_wake()
             if self.events.empty():
                 return False
             self.settle()

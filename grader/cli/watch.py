@@ -188,11 +188,16 @@ class Watch:
                 return self.keys.get(timeout=seconds)
             except queue.Empty:
                 return None
+        # between runs a file event wakes the wait at once (the wake pipe); during a run only keys matter
+        wake = [self.changes.wake_fd] if self.changes.wake_fd is not None and not during_run else []
         if not self.interactive:
-            time.sleep(seconds)
+            if wake:
+                select.select(wake, [], [], seconds)
+            else:
+                time.sleep(seconds)
             return None
-        ready, _, _ = select.select([sys.stdin], [], [], seconds)
-        if not ready:
+        ready, _, _ = select.select([sys.stdin, *wake], [], [], seconds)
+        if sys.stdin not in ready:
             return None
         data = os.read(sys.stdin.fileno(), 1)
         return data.decode(errors="ignore").lower() if data else None

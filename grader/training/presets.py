@@ -1,6 +1,6 @@
 """Presets for the train command: a model shape and the training settings that suit it.
 
-    cpu          a laptop run: about half a minute on 2 CPU cores, validation loss under nanoGPT's 1.88
+    cpu          a laptop run: about 20 seconds on 2 CPU cores, validation loss under nanoGPT's 1.88
     gpu          nanoGPT's shakespeare-char: 6 layers x 384, 6 heads, context 256, batch 64, dropout 0.2
     *-modern     the same size with the modern parts: rmsnorm, rope, qk-norm, relu², untied, logit softcap,
                  trained with Muon (exercise 12) for the blocks' matrices once the learner's 12 passes
@@ -88,9 +88,9 @@ PRESETS = {
                    sample_tokens=80),
     ),
     "cpu": dict(
-        about="1 layer x 128, 4 heads, context 64: about half a minute on 2 CPU cores",
+        about="1 layer x 128, 4 heads, context 64: about 20 seconds on 2 CPU cores",
         # nanoGPT's laptop run (4 layers x 128, lr 1e-3, 2000 steps: val 1.90), with a higher lr (6e-3), 1200 steps
-        # and one layer: it reaches a lower validation loss (1.82) in under half nanoGPT's wall time (0.43x,
+        # and one layer: it reaches a lower validation loss (1.82) in under half nanoGPT's wall time (0.28x,
         # bench/train_speed.py --peer). Under a million training tokens, depth buys nothing: at 1200 steps 1, 2, 3
         # and 4 layers end within 0.03 of each other (1.82, 1.84, 1.84, 1.83), while a step of 4 layers costs 4x
         # one of 1 (and 1.6x a step of nanoGPT's own 4 layers, whose norm and GELU are fused kernels); fewer

@@ -1,6 +1,6 @@
 """`python -m grader train`: train your own GPT (the parts you wrote) and watch it learn.
 
-    python -m grader train                              # Tiny Shakespeare, characters, --preset cpu (~half a minute on 2 cores)
+    python -m grader train                              # Tiny Shakespeare, characters, --preset cpu (~20 s on 2 cores)
     python -m grader train --impl solutions             # the reference implementation instead of yours
     python -m grader train --preset gpu                 # nanoGPT's shakespeare-char on a GPU
     python -m grader train --data synthetic --preset tiny

@@ -36,6 +36,7 @@ from .registry import EXERCISES, BY_NAME, Exercise, dependencies
 
 BLOCKABLE = ("failing", "not started", "in progress")
 BAD_OUTCOMES = ("failed", "error", "timeout")
+LEFT_ALONE = ("passed", "swapped", "no tests")  # states that are not "what to do next"
 
 
 def parts_swapped(ex: Exercise, swapped) -> list[Exercise]:
@@ -126,8 +127,12 @@ class Progress:
     @property
     def next(self) -> Status | None:
         """The first exercise in course order that is neither passed nor swapped (and has tests to run)."""
+        return self.next_after(None)
+
+    def next_after(self, after: Exercise | None) -> Status | None:
+        """The first exercise after `after` (None: from the start) that is neither passed nor swapped."""
         for status in self.statuses:
-            if status.state not in ("passed", "swapped", "no tests"):
+            if (after is None or status.exercise.id > after.id) and status.state not in LEFT_ALONE:
                 return status
         return None
 

@@ -15,10 +15,6 @@ files do not change (grader/cli/verdicts.py). Without a terminal there are no ke
 says so, and Ctrl-C stops it.
 """
 
-import os
-import queue
-import select
-import sys
 import time
 
 from rich.text import Text
@@ -32,6 +28,7 @@ from ..registry import EXERCISES, Exercise
 from ..screens import overview
 from ..screens.exercise import exercise as exercise_screen, show_hints
 from .changes import POLL_SECONDS, Changes
+from .keys import Keys
 from .verdicts import Verdicts
 
 KEYS = "[h]int  [n]ext  [l]ist  [r]un again  [q]uit"
@@ -45,14 +42,14 @@ class Watch:
         """keys: a queue.Queue of key strings to use instead of the terminal (tests);
         tick: called with the Watch once per loop turn (tests drive it with this)."""
         self.project, self.con, self.impl = project, con, impl
-        self.start, self.keys, self.tick = start, keys, tick
+        self.start, self.tick = start, tick
+        self.keys = Keys(con, keys)  # the terminal's keys (grader/cli/keys.py), or the tests' queue
         self.changes = Changes(project, poll=poll)
         self.verdicts = Verdicts(project, self.changes, impl, timeout or DEFAULT_TIMEOUT, threads)
         self.current: Exercise | None = None
         self.status = None
         self.runs = 0  # test runs started (a run of nothing, every verdict kept, is not counted)
         self.last_seconds = 0.0
-        self.later: list[str] = []  # keys pressed during a run
         self.crashed = False  # the last run ended without a report
         self.stopped = False
 
@@ -76,13 +73,13 @@ class Watch:
             self.runs += 1
             try:
                 while not running.done():
-                    key = self.read_key(RUN_TICK, during_run=True)
+                    key = self.keys.read(RUN_TICK, during_run=True)
                     if key == "q":
                         running.kill()
                         self.stopped = True
                         return None
                     if key:
-                        self.later.append(key)  # handled once the run is done
+                        self.keys.later.append(key)  # handled once the run is done
             except BaseException:  # Ctrl-C during a run: the child and its report file go too
                 running.kill()
                 raise
@@ -98,20 +95,11 @@ class Watch:
         self.last_seconds = running.seconds if running is not None else 0.0
         return progress
 
-    def check(self, ex: Exercise):
-        progress = self.progress([ex])
-        return progress.of(ex) if progress is not None else None
-
     def first_left(self, after: Exercise | None = None) -> Exercise | None:
         """The first exercise (after `after`) that is neither passed nor swapped."""
         progress = self.progress(list(EXERCISES), overview=True)
-        if progress is None:
-            return None
-        for status in progress.statuses:
-            ex = status.exercise
-            if (after is None or ex.id > after.id) and status.state not in ("passed", "swapped", "no tests"):
-                return ex
-        return None
+        upcoming = progress.next_after(after) if progress is not None else None
+        return upcoming.exercise if upcoming is not None else None
 
     def show(self) -> None:
         if self.con.is_terminal:
@@ -124,7 +112,7 @@ class Watch:
                 self.say(f"{self.current.label} passes! Press n for the next exercise.", "bold green")
             self.say(f"({self.status.total} tests, {self.last_seconds:.2f} s, {time.strftime('%H:%M:%S')})", "dim")
         self.con.print()
-        self.say(f"watching exercises/ — {KEYS}" if self.interactive else
+        self.say(f"watching exercises/ — {KEYS}" if self.keys.interactive else
                  "watching exercises/ — no terminal, so no keys: Ctrl-C to stop", "dim")
 
     def rerun(self, force=False) -> None:
@@ -174,41 +162,13 @@ class Watch:
         if problem:
             self.say(f"{problem} Hints are not remembered until it is fixed.", "yellow")
 
-    # --- keys -------------------------------------------------------------------------------
-
-    @property
-    def interactive(self) -> bool:
-        return self.keys is not None or (sys.stdin.isatty() and self.con.is_terminal)
-
-    def read_key(self, seconds: float, during_run: bool = False) -> str | None:
-        if self.later and not during_run:
-            return self.later.pop(0)
-        if self.keys is not None:
-            try:
-                return self.keys.get(timeout=seconds)
-            except queue.Empty:
-                return None
-        # between runs a file event wakes the wait at once (the wake pipe); during a run only keys matter
-        wake = [self.changes.wake_fd] if self.changes.wake_fd is not None and not during_run else []
-        if not self.interactive:
-            if wake:
-                select.select(wake, [], [], seconds)
-            else:
-                time.sleep(seconds)
-            return None
-        ready, _, _ = select.select([sys.stdin, *wake], [], [], seconds)
-        if sys.stdin not in ready:
-            return None
-        data = os.read(sys.stdin.fileno(), 1)
-        return data.decode(errors="ignore").lower() if data else None
-
     # --- the loop ---------------------------------------------------------------------------
 
     def say(self, text: str, style: str = "") -> None:
         self.con.print(Text(text, style=style))
 
     def begin(self) -> None:
-        if self.keys is None and not self.interactive:
+        if not self.keys.interactive:
             self.say("No terminal: keys are off (Ctrl-C stops watching).", "yellow")
         if not self.changes.start():
             why = f"No file watcher available ({self.changes.error}); c" if self.changes.error else "C"
@@ -226,40 +186,33 @@ class Watch:
             self.show()
 
     def run(self) -> int:
-        terminal = None
         try:
-            if self.keys is None and self.interactive:
-                import termios
-                import tty
-
-                terminal = termios.tcgetattr(sys.stdin.fileno())
-                tty.setcbreak(sys.stdin.fileno())
-            self.begin()
-            while not self.stopped:
-                if self.tick is not None:
-                    self.tick(self)
-                    if self.stopped:
-                        break
-                key = self.read_key(TICK if not self.changes.poll else POLL_SECONDS)
-                if key == "q":
-                    break
-                if key == "h":
-                    self.hint()
-                elif key == "n":
-                    self.go_next()
-                elif key == "l":
-                    self.show_list()
-                elif key == "r":
-                    self.rerun(force=True)
-                if self.changes.saved():
-                    self.rerun()
+            with self.keys:
+                self.loop()
         except KeyboardInterrupt:
             pass
         finally:
             self.changes.stop()
-            if terminal is not None:
-                import termios
-
-                termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, terminal)
         self.say("Stopped watching.", "dim")
         return 0
+
+    def loop(self) -> None:
+        self.begin()
+        while not self.stopped:
+            if self.tick is not None:
+                self.tick(self)
+                if self.stopped:
+                    return
+            key = self.keys.read(TICK if not self.changes.poll else POLL_SECONDS, self.changes.wake_fd)
+            if key == "q":
+                return
+            if key == "h":
+                self.hint()
+            elif key == "n":
+                self.go_next()
+            elif key == "l":
+                self.show_list()
+            elif key == "r":
+                self.rerun(force=True)
+            if self.changes.saved():
+                self.rerun()

@@ -11,10 +11,10 @@ import sys
 import time
 
 from data.shakespeare import DataError
+from grader.training.build import build
 from grader.training.log import Log, append_sample, nan_message, printable
 from grader.training.report import write_json, write_reports
-from grader.training.runtime import (Autocast, StopRequest, device_rng_state, pick_dtype, rng_kept,
-                                     set_device_rng_state)
+from grader.training.runtime import StopRequest, device_rng_state, pick_dtype
 from grader.training.stats import record as record_stats
 from grader.training.train import PROGRAM
 
@@ -28,90 +28,6 @@ class Trainer:
         self.s = run.settings.resolved()
         self.autocast_dtype = pick_dtype(run.args.dtype, device, self.torch)
 
-    # -- set-up --
-
-    def build(self):
-        """The model, optimizer, batch generator, step and metrics (from the checkpoint when resuming)."""
-        torch, parts, s, dist, run = self.torch, self.parts, self.s, self.dist, self.run
-        torch.manual_seed(s.seed)
-        self.raw = parts.GPT(run.config).to(self.device)  # the same initial weights in every process
-        if dist.enabled:
-            torch.manual_seed(s.seed + dist.rank)  # but each its own dropout masks
-        if run.muon is not None:  # exercise 12: Muon for the blocks' matrices, AdamW (at --lr) for the rest
-            self.optimizer = run.muon.configure_muon(self.raw, muon_lr=s.muon_lr, adam_lr=s.lr,
-                                                     betas=(s.beta1, s.beta2), eps=s.eps)
-        else:
-            self.optimizer = parts.configure_optimizers(self.raw, s.lr, weight_decay=s.weight_decay,
-                                                        betas=(s.beta1, s.beta2), eps=s.eps)
-        self.batch_rng = torch.Generator().manual_seed(s.seed)
-        self.step, self.metrics = 0, new_metrics()
-        if self.ckpt is not None:
-            try:
-                if self.ckpt["layout"] == 1 or run.checkpoints.__name__.startswith("grader"):
-                    self.raw.load_state_dict(self.ckpt["model"], strict=True)
-                    self.optimizer.load_state_dict(self.ckpt["optimizer"])
-                else:  # exercise 13's load_checkpoint: it checks the config, loads both, restores the RNG
-                    run.checkpoints.load_checkpoint(run.ckpt_path, self.raw, self.optimizer)
-            except (RuntimeError, ValueError, KeyError) as error:
-                from grader.training.runtime import TrainError
-
-                raise TrainError(f"The checkpoint in {run.out} does not fit this model "
-                                 f"({str(error).splitlines()[0]}); train again into another --out.") from None
-            self.step, self.metrics = self.ckpt["step"], self.ckpt["metrics"]
-            restore_rng(self.ckpt["rng"], self.batch_rng, self.device, dist, torch)
-        self.route_attention()
-        model = self.raw
-        if run.args.compile:
-            model = torch.compile(model)
-        if self.autocast_dtype is not None:
-            model = Autocast(model, self.device.split(":")[0], self.autocast_dtype, torch)
-        self.eval_model = model  # estimate_loss: same shapes as training (compiled if asked)
-        self.sample_model = Autocast(self.raw, self.device.split(":")[0], self.autocast_dtype, torch) \
-            if self.autocast_dtype is not None else self.raw
-        self.model = dist.wrap(model, self.device)
-        B, T = s.batch_size, run.config.block_size
-        self.tokens_per_step = B * T * s.grad_accum * dist.world_size
-        self.threads = run.threads(self.ckpt, 6 * sum(p.numel() for p in self.raw.parameters()) * self.tokens_per_step,
-                                   self.probe, self.device)
-
-    def route_attention(self):
-        """Exercise 14's flash_attention in place of 03's causal_attention, when the run uses it (run.py)."""
-        if self.run.flash is None:
-            return
-        from grader.training.speedups import Router
-
-        attention, flash, whose = self.run.flash
-        router = Router(attention, flash)
-        torch = self.torch
-        idx = torch.zeros(1, min(2, self.run.config.block_size), dtype=torch.long, device=self.device)
-        training = self.raw.training
-        self.raw.eval()  # the probe leaves no trace: no dropout drawn, the RNG as it was
-        with torch.no_grad(), rng_kept(torch, self.device):
-            reached = router.probe(lambda: self.raw(idx))
-        self.raw.train(training)
-        if reached:
-            router.route()
-            self.router = router  # put back when the run ends (the module outlives the run in this process)
-            if self.run.config.dropout:  # the routed call keeps attention dropout handwritten (Router)
-                self.run.notes.append(f"attention: SDPA through {whose} flash_attention (exercise 14) when "
-                                      f"evaluating and sampling; the training steps stay handwritten (dropout "
-                                      f"{self.run.config.dropout:g}: flash_attention has no attention dropout)")
-            else:
-                self.run.notes.append(f"attention: SDPA through {whose} flash_attention (exercise 14)")
-        else:
-            self.run.notes.append("attention: handwritten (your CausalSelfAttention does not call its module's "
-                                  "causal_attention, so 14's flash_attention cannot stand in)")
-
-    def probe(self):
-        """One forward and backward pass on a training batch, leaving no trace: what the thread choice times."""
-        torch, s = self.torch, self.s
-        x, y = self.parts.get_batch(self.run.corpus.train, s.batch_size, self.run.config.block_size,
-                                    generator=torch.Generator().manual_seed(0), device=self.device)
-        with rng_kept(torch, self.device):
-            _, loss = self.eval_model(x, y)  # not the DDP wrapper: no collective calls while timing
-            loss.backward()
-        self.raw.zero_grad(set_to_none=True)
-
     # -- the loop --
 
     def train(self) -> int:
@@ -123,7 +39,7 @@ class Trainer:
                 self.router.__exit__(None, None, None)
 
     def loop(self) -> int:
-        self.build()
+        build(self)  # the model, optimizer, data and threads (grader/training/build.py)
         run, s, master = self.run, self.s, self.dist.master
         self.log = log = Log(master)
         start_step = self.step
@@ -282,23 +198,5 @@ class Trainer:
                            f"Sample more with: python -m grader sample --out {run.out} --prompt \"ROMEO:\"")
 
 
-def new_metrics() -> dict:
-    return dict(eval=[], train=[], steps=0,
-                timing=dict(wall=0.0, train_steps=0.0, data=0.0, eval=0.0, sample=0.0, checkpoint=0.0))
-
-
 def params_finite(model) -> bool:
     return all(bool(p.isfinite().all()) for p in model.parameters())
-
-
-def restore_rng(state, batch_rng, device, dist, torch):
-    """The batch sampler's generator (shared by all processes), and this process's own torch RNG, the CPU's and
-    the device's (CUDA or MPS; an earlier layout saved it as "cuda")."""
-    batch_rng.set_state(state["batches"])
-    if len(state["torch"]) == dist.world_size:  # resumed with as many processes as saved: exactly
-        torch.set_rng_state(state["torch"][dist.rank])
-        accelerator = state.get("device", state.get("cuda"))
-        if accelerator is not None and str(device).split(":")[0] in ("cuda", "mps"):
-            set_device_rng_state(torch, device, accelerator[dist.rank])
-    else:  # another number of processes: fresh dropout randomness, derived from the saved one
-        torch.manual_seed(int(state["torch"][0][:8].sum()) + dist.rank)

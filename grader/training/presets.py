@@ -114,7 +114,7 @@ for _name in ("cpu", "gpu"):
         model={**_base["model"], **MODERN},
         # Muon (exercise 12) reaches AdamW's final validation loss in 52-58 % of the steps on cpu-modern, its step
         # costing 1.2x (bench/train_speed.py --muon). A learner's run uses it once their 12 passes, AdamW until then
-        # (grader/training/run.py, choose_optimizer); --optimizer adamw for exercise 07's AdamW alone
+        # (grader/training/choices.py, choose_optimizer); --optimizer adamw for exercise 07's AdamW alone
         train={**_base["train"], "optimizer": "muon"},
     )
 

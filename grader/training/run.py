@@ -4,10 +4,10 @@ data (and its tokenizer), the learner's parts (every unfinished one named at onc
 the threads.
 The loop itself is grader/training/loop.py."""
 
-import dataclasses
 from pathlib import Path
 
 from grader import threads
+from grader.training import choices
 from grader.training.checkpoint import FILENAME
 from grader.training.parts import load_parts, require_parts, second_half
 from grader.training.presets import Settings, preset
@@ -76,10 +76,10 @@ class Run:
         if self.impl == "exercises":
             require_parts(self.config, TRAIN_NEEDS, "train")  # every unfinished part at once, before any work
         self.parts = load_parts(self.impl)
-        self.note_swaps()
-        self.choose_optimizer(resumed=ckpt is not None)
-        self.choose_attention()
-        self.choose_checkpoints()
+        choices.note_swaps(self)  # whose parts of 12, 13 and 14 the run uses (grader/training/choices.py)
+        choices.choose_optimizer(self, resumed=ckpt is not None)
+        choices.choose_attention(self)
+        choices.choose_checkpoints(self)
         device = self.dist.start(pick_device(self.args.device, torch))
         try:
             return Trainer(self, device, ckpt).train()
@@ -141,63 +141,6 @@ class Run:
         self.notes.append(f"tokenizer: byte-level BPE, {corpus.tokenizer.vocab_size} tokens, trained by {whose} "
                           f"train_bpe in {time.perf_counter() - started:.1f} s (tokenizer.json)")
         return corpus
-
-    def note_swaps(self):
-        from grader import swaps
-
-        self.swapped = swaps.read() if self.impl == "exercises" else []
-        if self.swapped:
-            self.notes.append(f"swapped: {', '.join(ex.label for ex in self.swapped)} (the reference stands in, with its "
-                              f"own parts: your files behind a swapped one are not used)")
-
-    def choose_optimizer(self, resumed: bool):
-        """--optimizer muon: exercise 12's configure_muon (yours once 12 passes); AdamW: 07's, always yours.
-        A preset that trains with Muon (cpu-modern, gpu-modern) does so once the learner's 12 passes; until then a
-        new run without --optimizer trains with AdamW, and the header says so."""
-        self.muon = None
-        if self.settings.optimizer == "muon":
-            self.muon, whose = second_half(self.impl, "12")
-            if (self.impl == "exercises" and not resumed and "optimizer" not in self.setting_flags
-                    and not self.muon.__name__.startswith("exercises")):
-                self.settings = dataclasses.replace(self.settings, optimizer="adamw")
-                self.muon = None
-                self.notes.append("optimizer: AdamW (07 configure_optimizers); this preset trains with Muon once "
-                                  "exercise 12 passes (--optimizer muon: the reference's now)")
-                return
-        if self.settings.optimizer != "muon":
-            self.notes.append("optimizer: AdamW (07 configure_optimizers)")
-            return
-        self.notes.append(f"optimizer: Muon for the blocks' matrices (lr {self.settings.muon_lr:g}) + AdamW for the "
-                          f"rest (lr {self.settings.lr:g}), no weight decay (configure_muon's default): {whose} "
-                          f"configure_muon")
-
-    def choose_checkpoints(self):
-        """Exercise 13's save_checkpoint / load_checkpoint once 13 passes (or the reference's, with --impl
-        solutions); the given code of grader/training/checkpoint.py until then. Both write one layout."""
-        from grader.training import checkpoint
-
-        module, whose = second_half(self.impl, "13")
-        if self.impl == "exercises" and not module.__name__.startswith("exercises"):
-            why = whose.split("(", 1)[1].rstrip(")") if "(" in whose else "13 is not done"
-            self.checkpoints = checkpoint
-            self.notes.append(f"checkpoints: the given code (your 13's once it passes: {why})")
-        else:
-            self.checkpoints = module
-            self.notes.append(f"checkpoints: {whose} save_checkpoint and load_checkpoint")
-
-    def choose_attention(self):
-        """Attention through exercise 14's flash_attention (SDPA) once 14 passes (with --impl solutions: the
-        reference's), else the handwritten causal_attention of 03 (grader/training/speedups.py's Router)."""
-        import importlib
-
-        self.flash = None
-        speed, whose = second_half(self.impl, "14")
-        if self.impl == "exercises" and not speed.__name__.startswith("exercises"):
-            why = whose.split("(", 1)[1].rstrip(")") if "(" in whose else "14 is not done"
-            whose_03 = "the reference's (03 is swapped)" if any(ex.id == "03" for ex in self.swapped) else "your 03's"
-            self.notes.append(f"attention: handwritten, {whose_03} causal_attention (SDPA once exercise 14 passes: {why})")
-            return
-        self.flash = (importlib.import_module(f"{self.impl}.attention"), speed.flash_attention, whose)
 
     def resolve_config(self, ckpt):
         import importlib

@@ -39,8 +39,8 @@ class LayerNorm(nn.Module):
 
     def __init__(self, ndim, bias=True, eps=1e-5):
         super().__init__()
-        # TODO: self.weight = Parameter of ones (ndim,); self.bias = Parameter of zeros, or None when not bias
-        raise NotImplementedError("01 norms: LayerNorm.__init__ — self.weight = Parameter of ones (ndim,); self.bias = Parameter of zeros, or None when not bias")
+        # TODO: self.eps = eps; self.weight = Parameter of ones (ndim,); self.bias = zeros, or None when not bias
+        raise NotImplementedError("01 norms: LayerNorm.__init__ — self.eps = eps; self.weight = Parameter of ones (ndim,); self.bias = zeros, or None when not bias")
 
     def forward(self, x):
         # TODO: layer_norm(x, ...) with this module's weight, bias and eps
@@ -52,8 +52,8 @@ class RMSNorm(nn.Module):
 
     def __init__(self, ndim, eps=1e-6):
         super().__init__()
-        # TODO: self.weight = Parameter of ones (ndim,)
-        raise NotImplementedError("01 norms: RMSNorm.__init__ — self.weight = Parameter of ones (ndim,)")
+        # TODO: self.eps = eps; self.weight = Parameter of ones (ndim,)
+        raise NotImplementedError("01 norms: RMSNorm.__init__ — self.eps = eps; self.weight = Parameter of ones (ndim,)")
 
     def forward(self, x):
         # TODO: rms_norm(x, ...) with this module's weight and eps

@@ -94,7 +94,7 @@ class Status:
         """The state as the table shows it."""
         if self.state == "blocked":
             dep = self.blocked_by.id
-            return f"blocked by {dep} — fix it or `swap {dep}`"
+            return f"blocked by {dep} — finish it or `swap {dep}`"
         if self.state == "timed out":
             return f"timed out after {self.timeout:g} s" if self.timeout else "timed out"
         if self.state == "crashed":

@@ -58,7 +58,7 @@ class LayerNorm(nn.Module):
     def __init__(self, ndim, bias=True, eps=1e-5):
         super().__init__()
         ### BEGIN SOLUTION
-        ### TODO: self.weight = Parameter of ones (ndim,); self.bias = Parameter of zeros, or None when not bias
+        ### TODO: self.eps = eps; self.weight = Parameter of ones (ndim,); self.bias = zeros, or None when not bias
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(ndim))
         self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
@@ -77,7 +77,7 @@ class RMSNorm(nn.Module):
     def __init__(self, ndim, eps=1e-6):
         super().__init__()
         ### BEGIN SOLUTION
-        ### TODO: self.weight = Parameter of ones (ndim,)
+        ### TODO: self.eps = eps; self.weight = Parameter of ones (ndim,)
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(ndim))
         ### END SOLUTION

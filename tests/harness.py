@@ -147,7 +147,7 @@ def call_text(what, inputs) -> str:
         return what
     args = ", ".join(f"{k} {describe(v)}" if isinstance(v, torch.Tensor) else f"{k}={describe(v)}"
                      for k, v in inputs.items())
-    return f"{what}({args})"
+    return f"{what} with {args}" if what.endswith(")") else f"{what}({args})"  # "f(x, eps=0.1) with x (2, 5) ..."
 
 
 class Mismatch(AssertionError):
@@ -302,11 +302,11 @@ def expect_close(actual, expected, what, *, module, inputs=None, atol=None, rtol
     if _close(actual, expected, atol, rtol):
         return
     max_abs, index, got, want, max_rel = largest_difference(actual, expected)
-    text = (f"{call} differs from the reference: max abs diff {max_abs:.3g} at {list(index)} "
+    text = (f"{call} differs from the expected output: max abs diff {max_abs:.3g} at {list(index)} "
             f"(yours {got:.6g}, expected {want:.6g}), max rel diff {max_rel:.3g}; "
             f"tolerance atol={atol:g}, rtol={rtol:g}.")
     if actual.isnan().any() and not expected.isnan().any():
-        text += " Your output has NaN where the reference has none."
+        text += " Your output has NaN where the expected output has none."
     found = diagnose(actual, likely, atol, rtol, expected)
     if not found and hint:
         text += f" {hint}"

@@ -34,6 +34,7 @@ from .verdicts import Verdicts
 KEYS = "[h]int  [n]ext  [l]ist  [r]un again  [q]uit"
 TICK = 0.02  # seconds between looks at the keys and the files (a select() or a queue wait: nothing spins)
 RUN_TICK = 0.01  # between looks at a running child: its verdict shows within this of its end
+FAILURES_SHOWN = 3  # failures in full on watch's screen (a cause several tests name counts once); check shows all
 
 
 class Watch:
@@ -67,11 +68,16 @@ class Watch:
 
     def progress(self, exercises, overview=False, rerun=None):
         """Run what these exercises' states need (in a fork); their progress, or None if it was stopped."""
-        swapped = self.swapped()
-        running = self.verdicts.start(exercises, swapped, overview=overview, rerun=rerun)
-        if running is not None:
+        while True:
+            swapped = self.swapped()
+            running = self.verdicts.start(exercises, swapped, overview=overview, rerun=rerun)
+            if running is None:
+                break
             self.runs += 1
+            if not overview:
+                self.say(f"running the tests of {', '.join(ex.label for ex in exercises)} ... (q stops)", "dim")
             try:
+                newer = False
                 while not running.done():
                     key = self.keys.read(RUN_TICK, during_run=True)
                     if key == "q":
@@ -80,9 +86,16 @@ class Watch:
                         return None
                     if key:
                         self.keys.later.append(key)  # handled once the run is done
+                    if self.changes.saved():  # saved again: this run's verdict would be stale
+                        running.kill()
+                        newer = True
+                        break
             except BaseException:  # Ctrl-C during a run: the child and its report file go too
                 running.kill()
                 raise
+            if not newer:
+                break
+            self.say("saved again: running the new version", "dim")
         progress, crash = self.verdicts.finish(running, self.gave_up())
         self.crashed = bool(crash)
         if crash:
@@ -107,10 +120,13 @@ class Watch:
         if self.current is None:
             self.say("Every exercise passes (or is swapped). Well done!", "green")
         elif self.status is not None:
-            exercise_screen(self.status, self.con)
+            exercise_screen(self.status, self.con, limit=FAILURES_SHOWN)
             if self.status.state == "passed":
                 self.say(f"{self.current.label} passes! Press n for the next exercise.", "bold green")
-            self.say(f"({self.status.total} tests, {self.last_seconds:.2f} s, {time.strftime('%H:%M:%S')})", "dim")
+            else:  # the state again at the bottom, where the eye is after a long message
+                self.say(f"{self.current.label}: {self.status.label}", "bold")
+            self.say(f"({self.status.passed}/{self.status.total} tests pass, {self.last_seconds:.2f} s, "
+                     f"{time.strftime('%H:%M:%S')})", "dim")
         self.con.print()
         self.say(f"watching exercises/ — {KEYS}" if self.keys.interactive else
                  "watching exercises/ — no terminal, so no keys: Ctrl-C to stop", "dim")

@@ -98,7 +98,7 @@ def inspect_run(args, console=None) -> int:
     from grader import screens
     from grader.inside import figures, tracer
     from grader.training import checkpoint
-    from grader.training.parts import require_parts
+    from grader.training.parts import require_parts, swaps_of_run
 
     con = console or screens.console()
     con.soft_wrap = False
@@ -106,6 +106,9 @@ def inspect_run(args, console=None) -> int:
     out = Path(args.figures) if args.figures else run / "inspect"
     ckpt = checkpoint.load(run / FILENAME)
     impl = args.impl or ckpt["run"]["impl"]
+    note = swaps_of_run(ckpt, impl)  # before `exercises` is imported
+    if note:
+        print(note, file=sys.stderr)
     GPTConfig = importlib.import_module(f"{impl}.config").GPTConfig
     try:
         config = GPTConfig(**ckpt["config"])

@@ -12,11 +12,12 @@
   timed-out one `timeout` (seconds) and `hung` ({file, line} of the learner's code that was
   running, when known); `modules` says, per learner module loaded, whether it was swapped and
   whether it merely re-exports the reference (`uses_reference`, a sentence, or null).
-- `--kata-timeout SECONDS` (the grader sets it): a time limit for every kata test without a
-  timeout marker of its own (the end-to-end test, which trains, gets max(10x, 300 s)). Once a
-  test times out in the learner's code, the tests that would run the same hanging code (those of
-  the exercise whose file hung and of the exercises that depend on it) are not run but reported
-  as timed out, so an infinite loop costs one time limit, not one per test.
+- `--kata-timeout SECONDS` (default 30, unless pytest's own `--timeout` is given): a time limit
+  for every kata test without a timeout marker of its own (the end-to-end test, which trains,
+  gets max(10x, 300 s)). Once a test times out in the learner's code, the tests that would run
+  the same hanging code (those of the exercise whose file hung and of the exercises that depend
+  on it) are not run but reported as timed out, so an infinite loop costs one time limit, not
+  one per test: under plain pytest as under the grader.
 - `--kata-threads N` (default 1): torch's threads per operation while the tests run.
 - What pytest prints (grader/plugin/terminal.py): a learner's file that does not import is one
   block at the end, not a traceback per test; the TODOs reached; the swaps in force.
@@ -40,6 +41,7 @@ from .learner import (
 from .terminal import Terminal
 
 IMPLS = ("exercises", "solutions")
+KATA_TIMEOUT = 30.0  # seconds per kata test by default (grader/plugin/runner.py's DEFAULT_TIMEOUT too)
 END_TO_END_TIMEOUT = 300  # seconds at least, with --kata-timeout, for the end-to-end test (it trains a model)
 
 
@@ -52,8 +54,8 @@ def pytest_addoption(parser):
     group.addoption("--kata-report", metavar="FILE", help="write each test's outcome and message to FILE as JSON")
     group.addoption(
         "--kata-timeout", type=float, default=None, metavar="SECONDS",
-        help="time limit per kata test (the end-to-end test gets max(10x, 300 s)); after a timeout, the tests "
-             "that would run the same hanging code are reported as timed out without running",
+        help="time limit per kata test (default 30; the end-to-end test gets max(10x, 300 s)); after a timeout, "
+             "the tests that would run the same hanging code are reported as timed out without running",
     )
     group.addoption(
         "--kata-threads", type=threads.flag, default=1, metavar="N",
@@ -118,8 +120,9 @@ def pytest_collection_modifyitems(config, items):
                     todos[ex.id] = untouched_todo(config, ex)
                 item._kata_untouched = todos[ex.id]
     seconds = config.getoption("kata_timeout")
-    if not seconds:
-        return
+    if seconds is None and config.getoption("timeout", None) is not None:
+        return  # the learner asked pytest-timeout for a limit of their own: it applies as given
+    seconds = seconds or KATA_TIMEOUT
     for item in items:
         ex = BY_ID.get(exercise_of(str(item.path)) or "")
         if ex is None or item.get_closest_marker("timeout") is not None:
@@ -209,7 +212,7 @@ def pytest_runtest_makereport(item, call):
         hung = learner_site(excinfo, folder)
         report.kata_outcome, report.kata_hung, report.kata_timeout = "timeout", hung, timeout_of(item)
         collector = getattr(item.config, "_kata_collector", None)
-        if collector is not None and hung is not None and item.config.getoption("kata_timeout"):
+        if collector is not None and hung is not None:
             collector.record_hang(exercise_of(str(item.path)), hung, item.name)
         return
     cause = getattr(excinfo.value, "cause", None)

@@ -15,6 +15,8 @@ import sys
 from .learner import active_swaps, exercise_of
 
 CRASHED = "crashed"
+TIMED_OUT = "timed out"  # its stack dump is replaced by one block at the end (hang_blocks)
+NOT_RUN = "not run"  # would have run code that already hung
 
 
 def swaps_line(swapped) -> str:
@@ -52,11 +54,16 @@ class Terminal:
     def pytest_report_teststatus(self, report, config):
         if getattr(report, "kata_crash", None) and report.failed:
             return CRASHED, "C", "CRASHED (see the end)"
+        if getattr(report, "kata_outcome", None) == "timeout" and report.failed and report.kata_hung:
+            if str(report.longrepr).startswith("not run"):
+                return NOT_RUN, "-", "NOT RUN (see the end)"
+            return TIMED_OUT, "T", "TIMED OUT (see the end)"
         return None
 
     def pytest_terminal_summary(self, terminalreporter, config):
         results = self.collector.results.values()
         self.crash_blocks(terminalreporter, [r for r in results if r.get("crash")])
+        self.hang_blocks(terminalreporter, [r for r in results if r["outcome"] == "timeout" and r.get("hung")])
         todos = sorted({r["message"] for r in results if r["outcome"] == "not_started"})
         if todos:
             terminalreporter.section("not started")
@@ -93,6 +100,32 @@ class Terminal:
             check = f" (`python -m grader check {ids[0]}` says the same)" if len(ids) == 1 else ""
             terminalreporter.line(f"  {len(tests)} test{'s' if len(tests) != 1 else ''} of {', '.join(files)} "
                                   f"could not run. Fix {file_to_fix(file)} and run them again{check}.")
+
+
+    def hang_blocks(self, terminalreporter, timed_out):
+        """One block per place in the learner's code that hung: the test that hit the time limit, the line it was
+        running, and how many tests were not run because they would run it too (instead of a stack dump)."""
+        if not timed_out:
+            return
+        terminalreporter.section("timed out", red=True, bold=True)
+        for r in timed_out:
+            if r["message"].startswith("not run"):
+                continue
+            site = r["hung"]
+            name = r["nodeid"].split("::", 1)[-1]
+            limit = f" after {r['timeout']:g} s" if r.get("timeout") else ""
+            terminalreporter.line(f"{name} timed out{limit}, running {site['file']}, line {site['line']}:",
+                                  red=True, bold=True)
+            source = source_line(self.config, site["file"], site["line"])
+            if source:
+                terminalreporter.line(f"    {source}")
+            skipped = sum(1 for t in timed_out if t["message"].startswith("not run") and
+                          f"{site['file']}, line {site['line']} " in t["message"])
+            if skipped:
+                terminalreporter.line(f"  {skipped} more test{'s' if skipped != 1 else ''} would run the same code: "
+                                      f"not run.")
+            terminalreporter.line("  Something there does not finish (a loop that never ends, or far too much "
+                                  "work); Ctrl-C stops a run at once, `--kata-timeout SECONDS` sets the limit.")
 
 
 def file_to_fix(file: str) -> str:

@@ -11,8 +11,12 @@ from ..registry import Exercise
 from . import PREFIX, STYLES, _unicode, teaching
 
 
-def exercise(status: Status, con: Console, verbose: bool = False) -> None:
-    """One exercise in full: its state, every failure's whole message, the TODOs still open."""
+def exercise(status: Status, con: Console, verbose: bool = False, limit: int | None = None) -> None:
+    """One exercise in full: its state, every failure's whole message, the TODOs still open.
+
+    A cause that several tests name is printed in full once, then the others by name; tests not run
+    because earlier code hung are counted in one line. limit: at most this many failures in full (watch),
+    the rest counted, with the command that shows them all."""
     ex = status.exercise
     ok, bad, todo = ("✓", "✗", "·") if _unicode(con) else ("+", "x", ".")
     head = Text(f"{ex.label} — {ex.title}: ", style="bold")
@@ -44,14 +48,36 @@ def exercise(status: Status, con: Console, verbose: bool = False) -> None:
     elif passed:
         con.print(Text(f"{ok} {len(passed)} passed", style="green"))
     crashes: dict[str, int] = {}  # one block per crash on import, not one per test it stopped
+    not_run: dict[str, int] = {}  # one line per hang, not one per test it kept from running
+    causes: set[str] = set()  # the causes printed in full already
+    shown = hidden = 0
     for t in failures:
         if t.get("crash"):
             message = full_message(t, status)
             crashes[message] = crashes.get(message, 0) + 1
             continue
+        if t["outcome"] == "timeout" and (t.get("message") or "").startswith("not run"):
+            not_run[t["message"]] = not_run.get(t["message"], 0) + 1
+            continue
+        cause = t.get("cause")
+        if cause and cause in causes:
+            con.print(Text(f"{bad} {test_name(t)}: the same mistake as above", style="red"))
+            continue
+        if limit is not None and shown >= limit:
+            hidden += 1
+            continue
+        shown += 1
+        if cause:
+            causes.add(cause)
         con.print()
         con.print(Text(f"{bad} {test_name(t)}", style="red"))
         con.print(Text(textwrap.indent(full_message(t, status), "    ")))
+    for message, count in not_run.items():
+        con.print(Text(f"{bad} {count} more test{'s' if count != 1 else ''} {message}", style="red"))
+    if hidden:
+        con.print()
+        con.print(Text(f"{bad} {hidden} more failing test{'s' if hidden != 1 else ''}: `python -m grader check "
+                       f"{ex.id}` shows every message.", style="red"))
     for message, count in crashes.items():
         con.print()
         said = status.state == "crashed" and message == status.message  # the state line above says it

@@ -40,7 +40,7 @@ def test_fresh_project_shows_zero_percent_and_next_01(capsys, fake):
 def test_fresh_project_states(capsys, fake):
     data, label = states(capsys, fake)
     assert label["01"] == label["02"] == label["04"] == "not started"
-    assert label["03"] == "blocked by 01 — fix it or `swap 01`"
+    assert label["03"] == "blocked by 01 — finish it or `swap 01`"
     assert label["99"].startswith("blocked by 06")  # its first direct dependency: swapping it brings 01-05 along
     assert data["score"] == 0 and data["max_score"] == TOTAL
     assert data["next"] == {"id": "01", "name": "norms", "command": "pytest tests/test_01_norms.py"}
@@ -63,7 +63,7 @@ def test_passed_in_progress_failing_and_points(capsys, fake):
     assert label["01"] == "passed"
     assert label["02"] == "in progress"
     assert label["04"] == "failing"
-    assert label["03"] == "blocked by 02 — fix it or `swap 02`"
+    assert label["03"] == "blocked by 02 — finish it or `swap 02`"
     assert data["score"] == 5
     mlp = next(e for e in data["exercises"] if e["id"] == "04")
     assert mlp["passed"] == 0 and mlp["total"] == 2 and mlp["points"] == 0
@@ -89,7 +89,7 @@ def test_syntax_error_is_reported_with_file_and_line_and_hides_nothing_else(caps
     attention = next(e for e in data["exercises"] if e["id"] == "03")
     assert attention["message"] == "crashed on import: exercises/attention.py, line 4: SyntaxError: invalid syntax"
     assert label["01"] == label["02"] == label["04"] == "passed"  # the others still show their results
-    assert label["05"] == "blocked by 03 — fix it or `swap 03`"  # block imports attention
+    assert label["05"] == "blocked by 03 — finish it or `swap 03`"  # block imports attention
     assert label["07"] == "not started"
     code, out, _ = run(capsys, fake)
     assert "03 attention: crashed on import: exercises/attention.py, line 4: SyntaxError: invalid syntax" in out
@@ -112,7 +112,7 @@ def test_infinite_loop_times_out_once_and_the_rest_still_shows(capsys, fake):
     assert label["04"] == "timed out after 0.5 s"
     mlp = next(e for e in data["exercises"] if e["id"] == "04")
     assert "exercises/mlp.py, line 5" in mlp["message"] or "exercises/mlp.py, line 6" in mlp["message"]
-    assert label["05"] == "blocked by 04 — fix it or `swap 04`"  # its tests would hang too: not run
+    assert label["05"] == "blocked by 04 — finish it or `swap 04`"  # its tests would hang too: not run
     assert label["01"] == "passed" and label["07"] == "not started"
     outcomes = [t["outcome"] for e in data["exercises"] if e["id"] in ("04", "05") for t in e["tests"]]
     assert outcomes == ["timeout"] * 4

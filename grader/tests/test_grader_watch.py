@@ -253,3 +253,28 @@ def test_what_a_key_prints_stays_until_the_next_save(fake, monkeypatch):
     text = out.getvalue()
     after = text[text.index("Hints for 02 rotary"):]
     assert "02 rotary — Rotary position embeddings: " not in after  # nothing redrew the exercise screen
+
+
+def test_a_save_during_a_run_that_hangs_restarts_it_with_the_new_file(fake):
+    """The run of a file that loops forever is dropped when a fixed version is saved: no waiting for the limit."""
+    from conftest import exercise_text
+
+    fake.write("01", text=exercise_text(fake_exercise("01"), True, True).replace(
+        "    return 1\n", "    while True:\n        pass\n", 1))
+    keys = queue.Queue()
+
+    def save_the_fix():
+        time.sleep(2.0)
+        fake.solve("01")
+
+    def tick(watch):
+        if watch.status is not None and watch.status.state == "passed":
+            keys.put("q")
+
+    threading.Thread(target=save_the_fix, daemon=True).start()
+    watch, out = make_watch(fake, keys, tick, poll=False)
+    watch.start = fake_exercise("01")
+    assert watch.run() == 0
+    text = out.getvalue()
+    assert "saved again: running the new version" in text, text  # dropped, not waited out (the limit is 30 s)
+    assert "timed out" not in text and "01 norms — LayerNorm and RMSNorm: passed" in text, text

@@ -12,6 +12,7 @@ import pytest
 from conftest import learner_env
 from grader.sandbox import make_project
 from grader.scaffold import fresh_exercises
+from grader.registry import ROOT
 
 
 def pytest_output(project, *files) -> tuple[int, list[str]]:
@@ -60,3 +61,19 @@ def test_active_swaps_are_listed_above_the_final_line(tmp_path):
     last = [line for line in out if line.strip()]
     assert last[-2].startswith("swapped: 01 norms") and "unswap 01" in last[-2], "\n".join(out)
     assert re.search(r" \d+ passed in ", last[-1]) and "failed" not in last[-1], last[-1]
+
+
+def test_an_endless_loop_costs_one_time_limit_and_one_short_block(tmp_path):
+    """Under plain pytest too: the test that hangs is stopped, the others that would run the same code are not
+    run, and the stack dump gives way to the line that was running."""
+    solution = (ROOT / "solutions" / "norms.py").read_text(encoding="utf-8")
+    start = solution.index("def layer_norm(")
+    body = solution.index('"""', solution.index('"""', start) + 3) + 3
+    looping = solution[:body] + "\n    while True:\n        pass\n" + solution[body:]
+    project = make_project(tmp_path, {"norms.py": looping})
+    code, out = pytest_output(project, "tests/test_01_norms.py", "--kata-timeout=1")
+    text = "\n".join(out)
+    assert code == 1 and len(out) <= 30, text
+    assert "timed out after 1 s, running exercises/norms.py, line" in text and "while True:" in text, text
+    assert re.search(r"\d+ more tests would run the same code: not run", text), text
+    assert "Traceback" not in text and "Timeout (>" not in text, text

@@ -123,3 +123,28 @@ def test_a_muon_preset_trains_with_adamw_until_the_learners_12_passes(text_file,
     assert code == 0, text
     assert "configure_muon" in text and "yours (12 muon passes)" in text, text
     assert checkpoint.load(tmp_path / "after" / FILENAME)["settings"]["optimizer"] == "muon"
+
+
+def test_a_run_trained_with_swaps_samples_with_them_after_unswap(text_file, tmp_path):
+    """A learner who swapped everything in, trained, then unswapped: the run still samples, with the modules it
+    was trained with, and says so; swaps.txt is not touched."""
+    from grader.registry import MODULE_EXERCISES
+    from grader.sandbox import make_project
+
+    project = make_project(tmp_path, {}, exercises="fresh")
+    swap_file = project / "swaps.txt"
+    swap_file.write_text("".join(f"{ex.id}\n" for ex in MODULE_EXERCISES), encoding="utf-8")
+    env = learner_env(COLUMNS="250")
+
+    def run(*command):
+        proc = subprocess.run([sys.executable, "-m", "grader", *command], cwd=project, capture_output=True,
+                              text=True, env=env)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    code, text = run("train", *tiny(text_file, tmp_path / "run"))
+    assert code == 0, text
+    swap_file.unlink()  # `python -m grader unswap all`
+    code, text = run("sample", "--out", str(tmp_path / "run"), "--max-new-tokens", "8", "--threads", "1")
+    assert code == 0, text
+    assert "This run trained with 01, 02, 03" in text and "swapped in" in text, text
+    assert not swap_file.exists()

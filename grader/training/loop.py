@@ -166,7 +166,8 @@ class Trainer:
         if dist.master:  # exercise 13's save_checkpoint (the learner's once 13 passes), the rest of the run in extra
             extra = dict(format=checkpoint.FORMAT, settings=dataclasses.asdict(run.settings),
                          tokenizer=run.corpus.tokenizer.state(), metrics=self.metrics,
-                         run=dict(preset=run.preset_name, impl=run.impl, data=run.source, threads=self.threads),
+                         run=dict(preset=run.preset_name, impl=run.impl, data=run.source, threads=self.threads,
+                                  swapped=[ex.id for ex in run.swapped]),
                          batches=self.batch_rng.get_state(), rng_per_rank=rng_per_rank)
             run.checkpoints.save_checkpoint(run.ckpt_path, self.raw, self.optimizer, self.step, run.config, extra)
         timing["checkpoint"] += time.perf_counter() - t0

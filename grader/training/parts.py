@@ -220,3 +220,27 @@ def second_half(impl: str, ex_id: str):
         swapped = []
     which, whose = passed.learner_or_reference(Project.at(None), BY_ID[ex_id], swapped)
     return importlib.import_module(f"{which}.{name}"), whose
+
+
+def swaps_of_run(ckpt, impl: str) -> str | None:
+    """For sample and inspect: the swaps a run trained with stand in again (its weights were trained with those
+    modules), whatever swaps.txt says now. Call before `exercises` is imported. A sentence when they differ from
+    swaps.txt's, else None."""
+    import os
+
+    from grader import swaps
+
+    ids = ckpt["run"].get("swapped")
+    if impl != "exercises" or ids is None or "exercises" in sys.modules:
+        return None  # a checkpoint of the earlier layout, the reference, or this process has chosen already
+    try:
+        now = [ex.id for ex in swaps.read()]
+    except swaps.SwapFileError:
+        now = None
+    os.environ[swaps.RUN_SWAPS] = ",".join(ids)
+    if now == list(ids):
+        return None
+    if not ids:
+        return "This run trained with none of the reference swapped in, so none is now either (swaps.txt aside)."
+    return (f"This run trained with {', '.join(ids)} swapped in, so the reference stands in for them again "
+            f"(swaps.txt aside).")

@@ -29,13 +29,13 @@ class Run:
         self.impl = getattr(args, "impl", None)
         self.source = getattr(args, "data", None)
         if not args.resume:  # a resumed run's preset, settings and shape come from its checkpoint
-            self.refuse_to_overwrite()
             self.preset_name = name or "cpu"
             self.impl = self.impl or "exercises"
             self.source = self.source or "shakespeare"
             self.preset = checked_preset(self.preset_name)
             self.settings = resolve_settings(self.preset, None, setting_flags)
             self.check_shape()
+            self.refuse_to_overwrite()  # after the flags: a wrong one is named first
 
     def refuse_to_overwrite(self):
         """A new run never replaces one that --out holds, unless --overwrite says so."""

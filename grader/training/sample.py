@@ -17,7 +17,7 @@ from grader import threads
 from grader.project import Parser
 from grader.training.checkpoint import FILENAME, CheckpointError
 from grader.training.log import printable
-from grader.training.parts import IMPLS, exit_status, load_parts, require_parts
+from grader.training.parts import IMPLS, exit_status, load_parts, require_parts, swaps_of_run
 
 PROGRAM = "python -m grader sample"
 
@@ -51,7 +51,7 @@ def check(args) -> None:
         raise ValueError(f"--num-samples must be at least 1, not {args.num_samples}.")
     if not (args.temperature >= 0 and math.isfinite(args.temperature)):
         raise ValueError(f"--temperature must be a number >= 0 (0 is greedy), not {args.temperature}.")
-    if args.top_k is not None and args.top_k < 0:
+    if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1 (leave it out to keep every token), not {args.top_k}.")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise ValueError(f"--top-p must be above 0 and at most 1 (the probability mass kept), not {args.top_p}.")
@@ -79,6 +79,9 @@ def run(args) -> int:
 
     ckpt = checkpoint.load(Path(args.out) / FILENAME)
     impl = args.impl or ckpt["run"]["impl"]
+    note = swaps_of_run(ckpt, impl)  # before `exercises` is imported
+    if note:
+        print(note, file=sys.stderr)
     GPTConfig = importlib.import_module(f"{impl}.config").GPTConfig
     try:
         config = GPTConfig(**ckpt["config"])

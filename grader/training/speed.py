@@ -31,7 +31,8 @@ def build_parser():
     parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
     parser.add_argument("--device", action="append", help="cpu, cuda, mps (repeatable; default: cpu and every "
                                                           "accelerator present)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per row, rounded up to whole rounds of 4 (default 20)")
+    parser.add_argument("--steps", type=int, default=20,
+                        help="timed steps per row, rounded up to whole rounds of 4 (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per row first (default 3)")
     parser.add_argument("--impl", default="exercises", choices=IMPLS, help="exercises (default: yours) or solutions")
     parser.add_argument("--threads", type=threads.flag, default=None, metavar="N",
@@ -105,7 +106,7 @@ def run(args) -> int:
         shape = (f"{fields['n_layer']} layers x {fields['n_embd']}, {fields['n_head']} heads, context "
                  f"{fields['block_size']}, vocab {args.vocab_size}, batch {batch_size}")
         where = (torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda")
-                 else f"{device}, {torch.get_num_threads()} threads")
+                 else f"{device}, {torch.get_num_threads()} thread{'s' * (torch.get_num_threads() > 1)}")
         print()
         print(table(results, f"{args.preset} ({shape}) on {where}, torch {torch.__version__}; "
                              f"{results[0]['timed']} timed steps per row"))

@@ -183,7 +183,7 @@ def measure(parts, preset_model_config, device, steps, on_progress=None, *, batc
                 row.first_loss = loss.item()
     per_round = max(1, math.ceil(steps / rounds))
     for r in range(rounds):
-        say(f"timing round {r + 1}/{rounds} ({per_round} steps per row)")
+        say(f"timing round {r + 1}/{rounds} ({per_round} step{'s' * (per_round > 1)} per row)")
         for row in rows:
             sync()
             start = time.perf_counter()

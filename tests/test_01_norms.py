@@ -73,6 +73,9 @@ def layer_norm_mistakes(x, w, b, eps):
          cast(lambda: unbiased_layer_norm(x64, w64, b64, eps))),
         ("eps is added to the standard deviation; it belongs inside the square root, sqrt(var + eps)",
          cast(lambda: eps_outside_sqrt(x64, w64, b64, eps))),
+        ("eps is added after the division, (x - mean) / sqrt(var) + eps; it belongs inside the square root, "
+         "sqrt(var + eps)",
+         cast(lambda: affine(centred / x64.var(-1, unbiased=False, keepdim=True).sqrt() + eps, w64, b64))),
         ("the mean is not subtracted (that is rms_norm); layer_norm centres x first",
          cast(lambda: affine(x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + eps), w64, b64))),
         ("the weight is not applied", cast(lambda: affine(centred / std, None, b64))),
@@ -93,6 +96,8 @@ def rms_norm_mistakes(x, w, eps):
                              / torch.sqrt(x64.var(-1, unbiased=False, keepdim=True) + eps), w64, None))),
         ("eps is added to the root mean square; it belongs inside the square root, sqrt(mean(x²) + eps)",
          cast(lambda: affine(x64 / (ms.sqrt() + eps), w64, None))),
+        ("eps is added after the division, x / sqrt(mean(x²)) + eps; it belongs inside the square root, "
+         "sqrt(mean(x²) + eps)", cast(lambda: affine(x64 / ms.sqrt() + eps, w64, None))),
         ("the sum of squares is used instead of the mean (divide by C)",
          cast(lambda: affine(x64 * torch.rsqrt(x64.pow(2).sum(-1, keepdim=True) + eps), w64, None))),
         ("the weight is not applied", cast(lambda: x64 * torch.rsqrt(ms + eps))),

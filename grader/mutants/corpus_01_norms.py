@@ -16,6 +16,19 @@ MUTANTS = [
         ("eps", "inside the square root"),
     ),
     Mutant(
+        "01-eps-after-division", "norms",
+        "layer_norm adds eps after dividing by the standard deviation (an operator-precedence slip).",
+        (("y = (x - mean) * torch.rsqrt(var + eps)", "y = (x - mean) / torch.sqrt(var) + eps"),),
+        ("eps", "after the division"),
+    ),
+    Mutant(
+        "01-rms-eps-after-division", "norms",
+        "rms_norm adds eps after dividing by the root mean square (an operator-precedence slip).",
+        (("y = x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps)",
+          "y = x / torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True)) + eps"),),
+        ("eps", "after the division"),
+    ),
+    Mutant(
         "01-rms-no-upcast", "norms",
         "rms_norm squares x in its own dtype, so float16 overflows.",
         (("    x = x.to(torch.promote_types(dtype, torch.float32))\n    y = x * torch.rsqrt(x.pow(2)",

@@ -33,7 +33,6 @@ class Verdicts:
         """
         contents = self.changes.digest()
         self.pending = (exercises, swapped, contents)
-        self.before = passed.keys(self.project, EXERCISES, swapped)  # .kata/passed.json: the files as they ran
         wanted = []
         for ex in exercises:
             for d in [*dependencies(ex, swapped), ex]:
@@ -48,6 +47,7 @@ class Verdicts:
         run = [d for d in wanted if stale(d)]
         if not run:
             return None
+        self.before = passed.keys(self.project, run, swapped)  # .kata/passed.json: the files as they ran
         self.whole = {d.id for d in run if overview is False and d in focus}
         skip = True if overview else [d for d in run if d not in focus]
         return IsolatedRun(self.project, [ex for ex in EXERCISES if ex in run], skip_untouched=skip, **self.options)
@@ -74,5 +74,5 @@ class Verdicts:
                     merged["modules"][ex.name] = module
         order = [ex for ex in EXERCISES if ex.id in wanted]
         progress = compute(self.project, merged, swapped, gave_up, order)
-        passed.record(self.project, progress, swapped, {k: v for k, v in self.before.items() if k in ran})
+        passed.record(self.project, progress, swapped, self.before if running is not None else {})
         return progress, None

@@ -5,7 +5,6 @@ exercise 14's attention routed in, and the thread count (grader/threads.py, time
                       .model, .tokens_per_step, .threads (the loop is grader/training/loop.py)
 """
 
-
 from grader.training.runtime import Autocast, rng_kept, set_device_rng_state
 
 
@@ -55,7 +54,7 @@ def build(trainer):
 
 
 def route_attention(trainer):
-    """Exercise 14's flash_attention in place of 03's causal_attention, when the run uses it (run.py)."""
+    """Exercise 14's flash_attention in place of 03's causal_attention, when the run uses it (choices.py)."""
     if trainer.run.flash is None:
         return
     from grader.training.speedups import Router

@@ -3,6 +3,7 @@
 Every step: the lr from lr_at (07), micro-batches from get_batch (08), train_step (08).
 Every --eval-interval steps: estimate_loss (08) on both splits and a sample from generate (09).
 Every --checkpoint-interval steps, at the end and on Ctrl-C: an atomic checkpoint.
+The set-up before the first step (model, optimizer, resume, threads) is grader/training/build.py.
 """
 
 import dataclasses

@@ -597,8 +597,14 @@ def test_muon_runs_newton_schulz_in_bfloat16_by_default():
         p.grad = randn(*p.shape, seed=90 + i)
     _, outputs = recorded(opt.step)
     if torch.bfloat16 not in {dtype for _, dtype in outputs}:
-        fail(MODULE, "Muon(params).step() on float32 parameters computed nothing in bfloat16.",
-             cause="the default ns_dtype is torch.bfloat16 and goes on to newton_schulz(update, dtype=ns_dtype)")
+        # the cause is Muon's only if your newton_schulz itself honours dtype=torch.bfloat16 (its own test says so)
+        _, alone = recorded(mine().newton_schulz, randn(6, 8, seed=91), dtype=torch.bfloat16)
+        honours = torch.bfloat16 in {dtype for _, dtype in alone}
+        fail(MODULE, "Muon(params).step() on float32 parameters computed nothing in bfloat16." + (
+             "" if honours else " Your newton_schulz(G, dtype=torch.bfloat16) computes nothing in bfloat16 either: "
+                                "see test_newton_schulz_runs_in_the_given_dtype."),
+             cause="the default ns_dtype is torch.bfloat16 and goes on to newton_schulz(update, dtype=ns_dtype)"
+             if honours else None)
 
 
 @pytest.mark.parametrize("shape", [(5,), (2, 3, 4), ()], ids=["1-D", "3-D", "0-D"])

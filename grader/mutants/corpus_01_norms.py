@@ -124,7 +124,7 @@ MUTANTS = [
         "01-layernorm-bias-kept", "norms",
         "LayerNorm(bias=False) still makes a bias parameter (of zeros).",
         (("self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None", "self.bias = nn.Parameter(torch.zeros(ndim))"),),
-        ("bias=false",),
+        ("has a bias parameter",),
     ),
     Mutant(
         "01-float64-in-float32", "norms",

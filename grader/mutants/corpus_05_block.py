@@ -107,7 +107,7 @@ MUTANTS = [
           "self.ln_1 = RMSNorm(config.n_embd) if config.norm == \"rmsnorm\" else LayerNorm(config.n_embd, bias=config.bias)"),
          ("self.ln_2 = make_norm(config)",
           "self.ln_2 = RMSNorm(config.n_embd) if config.norm == \"rmsnorm\" else LayerNorm(config.n_embd, bias=config.bias)")),
-        ("norm_eps",),
+        ("ignore config.norm_eps",),
     ),
     # A mistake in an exercise the block is made of: the block's tests must name that exercise, not Block.
     Mutant(

@@ -199,7 +199,7 @@ MUTANTS = [
         "07-closure-called-late", "optim",
         "step() calls the closure after the update, so the update uses the gradients from before it.",
         ((CLOSURE, ""), ("        return loss\n        ### END SOLUTION", CLOSURE + "        return loss\n        ### END SOLUTION")),
-        ("closure",),
+        ("call the closure first",),
     ),
     Mutant(
         "07-closure-without-enable-grad", "optim",
@@ -212,7 +212,7 @@ MUTANTS = [
         "AdamW's default weight_decay is 0 (torch.optim.Adam's), not 0.01.",
         (("def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):",
           "def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):"),),
-        ("defaults",),
+        ("defaults are not the contract's",),
     ),
     Mutant(
         "07-configure-default-weight-decay", "optim",

@@ -206,7 +206,7 @@ MUTANTS = [
         "08-returns-tensor", "train",
         "train_step returns the mean loss as a tensor.",
         (("return float(total_loss / len(micro_batches))", "return total_loss / len(micro_batches)"),),
-        ("float",),
+        ("mean loss as a float",),
     ),
     Mutant(
         "08-batch-never-start-0", "train",
@@ -225,7 +225,7 @@ MUTANTS = [
         "estimate_loss draws its batches without the generator it is given.",
         (("get_batch(data, batch_size, block_size, generator=generator, device=device)",
           "get_batch(data, batch_size, block_size, device=device)"),),
-        ("generator",),
+        ("does not pass its generator on",),
     ),
     Mutant(
         "08-estimate-generator-required", "train",

@@ -65,7 +65,7 @@ MUTANTS = [
         "11-special-tokens-split-by-the-pattern", "bpe",
         "the pattern runs over the whole text, special tokens included, so they are split like ordinary text.",
         ((SPLIT_SPECIALS, "parts = [text]"),),
-        ("special token", "split"),
+        ("split by the pattern",),
     ),
     Mutant(
         "11-special-tokens-in-listed-order", "bpe",
@@ -140,7 +140,7 @@ MUTANTS = [
         "11-iterable-special-token-across-chunks", "bpe",
         "encode_iterable does not hold back the start of a special token at the end of a chunk.",
         ((UNSURE, "unsure = len(text)"),),
-        ("start of a special token",),
+        ("split across two chunks",),
     ),
     Mutant(
         "11-iterable-not-lazy", "bpe",

@@ -51,13 +51,15 @@ MUTANTS = [
         "12-ns-ignores-dtype", "muon",
         "newton_schulz iterates in G's own dtype, never converting to dtype (bfloat16 by default).",
         (("    X = G.to(dtype)\n", "    X = G.clone()\n"),),
-        ("dtype",),
+        ("did not run in the default dtype",),
+        also=(("dtype argument was not used",),),
     ),
     Mutant(
         "12-ns-no-eps", "muon",
         "newton_schulz divides by ||G||_F alone, so a zero G gives 0/0.",
         ((NORMALISE, "    X = X / X.norm()\n"),),
-        ("eps",),
+        ("eps in the denominator",),
+        also=(("eps was ignored",),),
     ),
     Mutant(
         "12-ns-returns-bfloat16", "muon",

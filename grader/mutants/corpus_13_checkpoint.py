@@ -95,7 +95,8 @@ MUTANTS = [
         "13-written-in-place", "checkpoint",
         "save_checkpoint torch.saves straight onto path, so a crash while writing destroys the previous checkpoint.",
         ((ATOMIC_WRITE, "    torch.save(checkpoint, path)\n"),),
-        ("atomic",),
+        ("written in place",),
+        also=(("not written atomically",),),
     ),
     Mutant(
         "13-temporary-file-left-behind", "checkpoint",
@@ -113,7 +114,7 @@ MUTANTS = [
         (("import os\n", "import os\nimport tempfile\n"),
          ('    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")\n',
           '    tmp = Path(tempfile.gettempdir()) / f"{path.name}.{os.getpid()}.tmp"\n')),
-        ("folder",),
+        ("not in the checkpoint's folder",),
     ),
     Mutant(
         "13-orig-mod-not-stripped", "checkpoint",
@@ -146,7 +147,7 @@ MUTANTS = [
         "load_checkpoint compares every field, dropout too, so a run cannot resume with another dropout.",
         (('            if field.name == "dropout":  # not part of the weights: a run may resume with another\n'
           "                continue\n", ""),),
-        ("dropout",),
+        ("only in dropout",),
     ),
     Mutant(
         "13-config-error-names-no-field", "checkpoint",
@@ -156,14 +157,14 @@ MUTANTS = [
         if ours != theirs:
             raise ValueError("The checkpoint was saved for another model.")
 '''),),
-        ("first differing",),
+        ("does not name the first differing field",),
     ),
     Mutant(
         "13-config-error-names-last-field", "checkpoint",
         "load_checkpoint walks the fields from the last one, so its error names the last field that differs.",
         (("        for field in dataclasses.fields(model.config):\n",
           "        for field in reversed(dataclasses.fields(model.config)):\n"),),
-        ("first differing",),
+        ("does not name the first differing field",),
     ),
     Mutant(
         "13-config-check-asserts", "checkpoint",
@@ -172,7 +173,7 @@ MUTANTS = [
                 raise ValueError(
 ''', '''            assert theirs == ours, (
 '''),),
-        ("ValueError",),
+        ("raised assertionerror",),
     ),
     Mutant(
         "13-config-saved-as-object", "checkpoint",

@@ -105,7 +105,7 @@ MUTANTS = [
         "autocast uses float16 instead of bfloat16.",
         (("return torch.autocast(device_type=device_type, dtype=torch.bfloat16)",
           "return torch.autocast(device_type=device_type, dtype=torch.float16)"),),
-        ("float16",),
+        ("uses float16",),
     ),
     Mutant(
         "14-autocast-on-every-device", "speed",

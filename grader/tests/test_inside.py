@@ -105,6 +105,8 @@ def test_trace_of_the_reference_shows_every_call_with_shapes_and_attention_stati
         assert part in text, f"{part!r} is missing from the trace:\n{text}"
     # execution order: the first block's attention before its MLP, block 0 before block 1, lm_head last
     assert text.index("transformer.h.0") < text.index("transformer.h.1") < text.index("lm_head")
+    block_0 = text[text.index("transformer.h.0"):text.index("transformer.h.1")]
+    assert block_0.index("attn  CausalSelfAttention") < block_0.index("mlp  MLP"), block_0
 
 
 def test_trace_backward_lists_every_parameter_and_flags_tied_and_missing_gradients():

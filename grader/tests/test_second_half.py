@@ -88,12 +88,28 @@ def test_the_reference_trains_through_flash_attention_with_the_same_loss(text_fi
         torch.testing.assert_close(weight, handwritten[name], atol=1e-4, rtol=1e-4, msg=name)
 
 
-def test_sample_uses_the_kv_cache_and_prints_tokens_per_second(text_file, tmp_path, capsys):
+def test_sample_uses_the_kv_cache_and_prints_tokens_per_second(text_file, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     train(capsys, "--impl", "solutions", *tiny(text_file, out))
+    asked = []
+    real_load_parts = sample_cmd.load_parts
+
+    def load_parts(impl):  # the real parts, with generate's use_cache recorded
+        parts = real_load_parts(impl)
+        generate = parts.generate
+
+        def recording(*args, **kwargs):
+            asked.append(kwargs.get("use_cache", False))
+            return generate(*args, **kwargs)
+
+        parts.generate = recording
+        return parts
+
+    monkeypatch.setattr(sample_cmd, "load_parts", load_parts)
     code = sample_cmd.main(["--out", str(out), "--max-new-tokens", "40", "--seed", "0", "--threads", "1"])
     printed = capsys.readouterr()
     assert code == 0, printed.err
+    assert asked and all(asked), f"generate was called with use_cache {asked}"
     assert "tokens/s, with the reference's KV cache" in printed.err, printed.err
 
 

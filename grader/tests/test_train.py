@@ -442,8 +442,9 @@ def test_sample_without_a_checkpoint_is_one_sentence(tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err.lower()
 
 
-def test_a_checkpoint_has_exercise_13s_layout_and_the_learners_load_resumes_it(finished_run):
-    """train writes what 13's save_checkpoint writes, so 13's load_checkpoint reads it into a fresh model."""
+def test_a_checkpoint_has_exercise_13s_layout_and_13s_load_restores_it(finished_run):
+    """train writes what 13's save_checkpoint writes, so 13's load_checkpoint (the reference's here) restores the
+    model, the optimizer's state and torch's RNG from it."""
     from solutions.checkpoint import load_checkpoint
 
     raw = torch.load(finished_run / checkpoint.FILENAME, weights_only=True)
@@ -456,6 +457,12 @@ def test_a_checkpoint_has_exercise_13s_layout_and_the_learners_load_resumes_it(f
     assert loaded["step"] == raw["step"]
     for key, value in raw["model"].items():
         assert torch.equal(model.state_dict()[key], value), key
+    restored, saved = optimizer.state_dict(), raw["optimizer"]
+    assert restored["param_groups"] == saved["param_groups"]
+    for index, state in saved["state"].items():
+        for name, value in state.items():
+            assert torch.equal(torch.as_tensor(restored["state"][index][name]), torch.as_tensor(value)), (index, name)
+    assert torch.equal(torch.get_rng_state(), raw["rng"]["torch"])
 
 
 # --- the thread choice ---------------------------------------------------------------------------------------

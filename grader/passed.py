@@ -86,12 +86,6 @@ def verdict(project, ex: Exercise, swapped=()) -> str:
     return "passed" if entry.get("passed") else "failing"
 
 
-def passes(project, ex: Exercise, swapped=()) -> bool | None:
-    """Whether ex passed on exactly these files; None when no run of its tests saw them."""
-    found = verdict(project, ex, swapped)
-    return None if found in ("changed", "unchecked") else found == "passed"
-
-
 def learner_or_reference(project, ex: Exercise, swapped=()) -> tuple[str, str]:
     """("exercises" or "solutions", a phrase for a run's header saying whose part it is and why)."""
     from .scaffold import is_fresh

@@ -719,10 +719,6 @@ def build(m, **kwargs):
     return opt, call
 
 
-def group_names(group, names):
-    return [" / ".join(names.get(id(p), ["(not a parameter of the model)"])) for p in group["params"]]
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_configure_muon_sends_block_matrices_to_muon_and_the_rest_to_adamw(name):
     m = model(name)

@@ -52,7 +52,7 @@ def grade(project: Project, args, focus: Exercise | None = None) -> Progress:
     # run, not the command (grader/plugin/isolated.py)
     before = passed.keys(project, exercises, swapped)
     result, crash = IsolatedRun(project, run, impl=args.impl, timeout=args.timeout or DEFAULT_TIMEOUT,
-                                skip_untouched=skip, threads=getattr(args, "threads", None) or 1).result()
+                                skip_untouched=skip).result()
     if crash:
         raise KataError(f"{crash[0].upper()}{crash[1:]}: look at what your last change does when its file is "
                         f"imported or run (`pytest {run[0].test_file if len(run) == 1 else 'tests/'}` shows it).")

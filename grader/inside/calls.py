@@ -10,10 +10,10 @@ The functions that need torch take it as an argument: importing this module does
 
 import inspect
 import math
-import re
 from dataclasses import dataclass, field
 
-LAYER = re.compile(r"(?:^|\.)h\.(\d+)$")
+from grader.training.stats import LAYER  # a block's module name, transformer.h.N
+
 
 
 # --- what a call looked like ------------------------------------------------------------------------------

@@ -119,8 +119,6 @@ def show_hints(ex: Exercise, count: int, previously: int, con, again: str | None
                remembered: bool = True) -> None:
     """The first `count` hints (those past `previously` new); again: how to ask for the next one
     (default: the hint command; watch says "press h"); remembered: whether the count is kept."""
-    from rich.text import Text
-
     con.print(Text(f"Hints for {ex.label} — {ex.title}", style="bold"))
     for i, hint in enumerate(ex.hints[:count], start=1):
         new = i > previously

@@ -304,17 +304,17 @@ def test_a_check_records_what_passed_for_exactly_these_files(capsys, fake):
 
     project = Project.at(fake.root)
     ex = BY_ID["04"]
-    assert passed.passes(project, ex) is None  # never checked
+    assert passed.verdict(project, ex) == "unchecked"
     assert "your 04 mlp is not started" in passed.learner_or_reference(project, ex)[1]
     fake.write("04", first=True)
     assert "has not been checked yet" in passed.learner_or_reference(project, ex)[1]
     fake.solve("04")
     assert main(fake.args("check", "04")) == 0
-    assert passed.passes(project, ex) is True
+    assert passed.verdict(project, ex) == "passed"
     assert passed.learner_or_reference(project, ex)[0] == "exercises"
     fake.write("04", first=True)  # a save: the record no longer applies
-    assert passed.passes(project, ex) is None
+    assert passed.verdict(project, ex) == "changed"
     assert "changed since its last check" in passed.learner_or_reference(project, ex)[1]
     assert main(fake.args("check", "04")) == 1
-    assert passed.passes(project, ex) is False
+    assert passed.verdict(project, ex) == "failing"
     capsys.readouterr()

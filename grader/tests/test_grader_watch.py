@@ -24,7 +24,6 @@ def make_watch(fake, keys, tick, poll=True):
 
 @pytest.mark.parametrize("poll", [True, False], ids=["polling", "watchdog"])
 def test_watch_reruns_on_save_and_takes_keys(fake, monkeypatch, poll):
-    monkeypatch.setattr("grader.cli.changes.POLL_SECONDS", 0.05)
     monkeypatch.setattr("grader.cli.watch.POLL_SECONDS", 0.05)
     fake.solve("01")
     keys = queue.Queue()

@@ -11,7 +11,7 @@ line of the run's header that says whose, and why.
 import dataclasses
 import importlib
 
-from grader.training.parts import second_half
+from grader.training.parts import second_half, why_not_yours
 
 
 def note_swaps(run):
@@ -53,7 +53,7 @@ def choose_checkpoints(run):
 
     module, whose = second_half(run.impl, "13")
     if run.impl == "exercises" and not module.__name__.startswith("exercises"):
-        why = whose.split("(", 1)[1].rstrip(")") if "(" in whose else "13 is not done"
+        why = why_not_yours(whose)
         run.checkpoints = checkpoint
         run.notes.append(f"checkpoints: the given code (your 13's once it passes: {why})")
     else:
@@ -67,7 +67,7 @@ def choose_attention(run):
     run.flash = None
     speed, whose = second_half(run.impl, "14")
     if run.impl == "exercises" and not speed.__name__.startswith("exercises"):
-        why = whose.split("(", 1)[1].rstrip(")") if "(" in whose else "14 is not done"
+        why = why_not_yours(whose)
         whose_03 = "the reference's (03 is swapped)" if any(ex.id == "03" for ex in run.swapped) else "your 03's"
         run.notes.append(f"attention: handwritten, {whose_03} causal_attention (SDPA once exercise 14 passes: {why})")
         return

@@ -222,6 +222,12 @@ def second_half(impl: str, ex_id: str):
     return importlib.import_module(f"{which}.{name}"), whose
 
 
+def why_not_yours(whose: str) -> str:
+    """The reason in a second_half phrase, "the reference's (your 13 checkpoint is not started)" -> "your 13
+    checkpoint is not started"."""
+    return whose.split("(", 1)[1].rstrip(")")
+
+
 def swaps_of_run(ckpt, impl: str) -> str | None:
     """For sample and inspect: the swaps a run trained with stand in again (its weights were trained with those
     modules), whatever swaps.txt says now. Call before `exercises` is imported. A sentence when they differ from

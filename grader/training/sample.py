@@ -17,7 +17,8 @@ from grader import threads
 from grader.project import Parser
 from grader.training.checkpoint import FILENAME, CheckpointError
 from grader.training.log import printable
-from grader.training.parts import IMPLS, exit_status, load_parts, require_parts, swaps_of_run
+from grader.training.parts import (IMPLS, exit_status, load_parts, require_parts, second_half, swaps_of_run,
+                                   why_not_yours)
 
 PROGRAM = "python -m grader sample"
 
@@ -139,21 +140,12 @@ def run(args) -> int:
 
 def cache_choice(impl) -> tuple[bool, str]:
     """(use_cache, a phrase): exercise 10's KV cache once 10 passes (the reference's with --impl solutions)."""
-    from grader import passed, swaps
-    from grader.project import Project
-    from grader.registry import BY_ID
-
+    module, whose = second_half(impl, "10")
     if impl == "solutions":
         return True, "with the reference's KV cache"
-    try:
-        swapped = swaps.read()
-    except swaps.SwapFileError:
-        swapped = []
-    which, whose = passed.learner_or_reference(Project.at(None), BY_ID["10"], swapped)
-    if which == "exercises":
+    if module.__name__.startswith("exercises"):
         return True, "with your KV cache (10 kv_cache passes)"
-    why = whose.split("(", 1)[1].rstrip(")") if "(" in whose else "10 is not done"
-    return False, f"without a KV cache: exercise 10 makes this faster ({why})"
+    return False, f"without a KV cache: exercise 10 makes this faster ({why_not_yours(whose)})"
 
 
 CHUNK = 16  # tokens per generate call: printed as they come, and a cache is filled once per chunk

@@ -94,7 +94,7 @@ def run(args) -> int:
             model.zero_grad(set_to_none=True)
 
         work = 6 * sum(p.numel() for p in model.parameters()) * batch_size * config.block_size
-        threads.apply(threads.choose(work) or threads.calibrate(step))
+        threads.apply(threads.pick(work, step))
     devices = [pick_device(d, torch) for d in args.device] if args.device else (
         ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         + (["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else []))

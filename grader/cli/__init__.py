@@ -103,6 +103,7 @@ def program_name() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = program_name()
+    commands.WARNED.clear()  # once per command (a notebook runs many in one process)
     try:
         split = split_passthrough(argv)
         if split is not None:

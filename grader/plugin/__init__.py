@@ -38,10 +38,10 @@ from .collector import Collector
 from .learner import (
     active_swaps, exercise_of, import_crash, is_timeout, learner_dir, learner_site, not_started_message, timeout_of,
 )
+from .runner import DEFAULT_TIMEOUT
 from .terminal import Terminal
 
 IMPLS = ("exercises", "solutions")
-KATA_TIMEOUT = 30.0  # seconds per kata test by default (grader/plugin/runner.py's DEFAULT_TIMEOUT too)
 END_TO_END_TIMEOUT = 300  # seconds at least, with --kata-timeout, for the end-to-end test (it trains a model)
 
 
@@ -122,7 +122,7 @@ def pytest_collection_modifyitems(config, items):
     seconds = config.getoption("kata_timeout")
     if seconds is None and config.getoption("timeout", None) is not None:
         return  # the learner asked pytest-timeout for a limit of their own: it applies as given
-    seconds = seconds or KATA_TIMEOUT
+    seconds = seconds or DEFAULT_TIMEOUT  # the grader's default too
     for item in items:
         ex = BY_ID.get(exercise_of(str(item.path)) or "")
         if ex is None or item.get_closest_marker("timeout") is not None:

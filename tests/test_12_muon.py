@@ -918,25 +918,23 @@ def test_train_step_drives_configure_muon():
     torch.manual_seed(0)
     ours = reference("gpt").GPT(config)
     theirs = copy.deepcopy(ours)
-    # your configure_muon on both sides, so the bfloat16 arithmetic is the same and only train_step differs
     opt = run(mine().configure_muon, ours, weight_decay=0.1)
-    ref_opt = run(mine().configure_muon, theirs, weight_decay=0.1)
+    ref_opt = ref().configure_muon(theirs, weight_decay=0.1)
     train_step = learner("train").train_step
-    losses, ref_losses = [], []
     for step in range(4):
         x = randint(config.vocab_size, 4, config.block_size, seed=40 + step)
         y = randint(config.vocab_size, 4, config.block_size, seed=60 + step)
         batches = [(x[:2], y[:2]), (x[2:], y[2:])]
-        losses.append(run(train_step, ours, opt, batches, grad_clip=1.0, lr=None))
-        ref_losses.append(reference("train").train_step(theirs, ref_opt, batches, grad_clip=1.0, lr=None))
+        run(train_step, ours, opt, batches, grad_clip=1.0, lr=None)
+        reference("train").train_step(theirs, ref_opt, batches, grad_clip=1.0, lr=None)
     lrs = [g.get("lr") for g in opt.param_groups]
     if lrs != [0.02, 3e-3]:
         fail(MODULE, f"after train_step(..., lr=None) the groups' lrs are {lrs}, expected [0.02, 0.003]: with lr=None "
                      f"train_step leaves every group's lr alone (08).")
-    expect_close(torch.tensor(losses, dtype=torch.float64), torch.tensor(ref_losses, dtype=torch.float64),
-                 "the 4 losses your train_step returned with configure_muon vs the reference train_step's",
-                 module=MODULE, atol=1e-6, rtol=0)
+    # bfloat16 Newton-Schulz amplifies float32 rounding (a correct train_step that sums its micro-batches in another
+    # order drifts ~1e-3 in 4 steps); each group's own step is checked tightly by the configure_muon tests above
+    atol = BF16_DRIFT * 0.02
     expect_close(snapshot(ours.parameters()), snapshot(theirs.parameters()),
-                 "4 steps of your train_step with your configure_muon(model, weight_decay=0.1) vs the reference's "
-                 "train_step with it (all parameters flattened)", module=MODULE, atol=1e-6, rtol=0,
+                 "4 steps of your train_step with configure_muon(model, weight_decay=0.1) vs the reference's "
+                 "(all parameters flattened)", module=MODULE, atol=atol, rtol=0,
                  hint="The tests above compare each part on its own; fix those first.")

@@ -72,7 +72,12 @@ def judge_mutant(mutant: Mutant, base: Path, repeat: int = 1) -> dict:
     tests = mutant.tests or (for_module(mutant.module).id,)
     started = time.perf_counter()
     words = [w.lower() for w in mutant.expect]
-    runs = [run_tests(project, tests) for _ in range(max(1, repeat))]
+    runs = []
+    for _ in range(max(1, repeat)):
+        report = run_tests(project, tests)
+        if not report["tests"] and report.get("crash"):  # the run itself died (killed, out of memory): once more
+            report = run_tests(project, tests)
+        runs.append(report)
     shutil.rmtree(project, ignore_errors=True)
     report = runs[0]
     failures = [t for t in report["tests"] if t["outcome"] in ("failed", "error", "timeout")]
@@ -81,7 +86,7 @@ def judge_mutant(mutant: Mutant, base: Path, repeat: int = 1) -> dict:
     unstable = len({tuple(verdicts(r)) for r in runs}) > 1
     return dict(
         mutant=mutant, exercise=tests[0], killed=bool(failures), named=bool(named), wrong=wrong,
-        unstable=unstable, failures=len(failures),
+        unstable=unstable, failures=len(failures), crash=None if report["tests"] else report.get("crash"),
         first_message=(named or failures or [{"message": report.get("crash", "")}])[0]["message"],
         seconds=time.perf_counter() - started,
     )
@@ -154,7 +159,10 @@ def main(argv=None) -> int:
         print(f"(wrong claims: causes that do not name the mutant, over all {failing} failing tests)")
         for r in results:
             m = r["mutant"]
-            if not r["killed"]:
+            if not r["killed"] and r["crash"]:
+                ok = False
+                print(f"CRASHED  {m.id}: its test run ended without a report, twice: {str(r['crash'])[-300:]}")
+            elif not r["killed"]:
                 ok = False
                 print(f"SURVIVED {m.id}: {m.description}")
             elif not r["named"]:

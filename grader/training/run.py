@@ -81,10 +81,13 @@ class Run:
         choices.choose_attention(self)
         choices.choose_checkpoints(self)
         device = self.dist.start(pick_device(self.args.device, torch))
+        returned = False
         try:
-            return Trainer(self, device, ckpt).train()
+            exit_code = Trainer(self, device, ckpt).train()  # every process returns at the same step
+            returned = True
+            return exit_code
         finally:
-            self.dist.stop()
+            self.dist.stop(together=returned)
 
     def load_checkpoint(self) -> dict:
         from grader.training import checkpoint

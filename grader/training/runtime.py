@@ -96,11 +96,16 @@ class Distributed:
     def wrap(self, model, device):
         if not self.enabled:
             return model
+        import inspect
+
         from torch.nn.parallel import DistributedDataParallel
 
-        # broadcast_buffers=False: a learner may cache rotary tables as (non-persistent) buffers; they need no sync
+        # Buffers (a learner's cached rotary tables, say) are alike in every process: no sync before each forward.
+        # torch 2.13 renamed the flag and warns about the old name.
+        name = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                else "broadcast_buffers")
         return DistributedDataParallel(model, device_ids=[self.local_rank] if device.startswith("cuda") else None,
-                                       broadcast_buffers=False)
+                                       **{name: False})
 
     def gather(self, obj):
         """[obj of process 0, obj of process 1, ...] (every process calls it at the same step)."""
@@ -122,11 +127,18 @@ class Distributed:
         dist.all_reduce(t)
         return t.tolist()
 
-    def stop(self):
+    def stop(self, together: bool):
+        """Leave the process group; `together`: every process got here (a run that returned, not one that raised).
+
+        Processes that finished wait for each other first: one that destroys its gloo group while another still
+        works (process 0 writing the reports) can abort at exit ("terminate called without an active exception").
+        """
         if self.enabled:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                if together:
+                    dist.barrier()
                 dist.destroy_process_group()
 
 

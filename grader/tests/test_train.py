@@ -308,12 +308,14 @@ def error_cases(text_file, tmp_path, finished_run):
         "missing data file": (tiny_args(tmp_path / "nope.txt", tmp_path / "o5"), "no file"),
         "impossible config": (tiny_args(text_file, tmp_path / "o6", "--n-head", "3"), "divisible"),
         "bfloat16 on cpu": (tiny_args(text_file, tmp_path / "o7", "--dtype", "bfloat16", "--device", "cpu"), "CUDA"),
+        # a missing data file too: the device is refused first, before any work
+        "unknown device": (tiny_args(tmp_path / "nope.txt", tmp_path / "o8", "--device", "cdua"), "Unknown --device"),
     }
 
 
 @pytest.mark.parametrize("case", ["empty data", "context longer than the data", "unknown preset", "corrupt checkpoint",
                                   "no checkpoint to resume", "mismatched checkpoint", "other tokenizer",
-                                  "missing data file", "impossible config", "bfloat16 on cpu"])
+                                  "missing data file", "impossible config", "bfloat16 on cpu", "unknown device"])
 def test_bad_input_is_one_sentence_and_exit_2(case, text_file, tmp_path, finished_run, capsys):
     argv, words = error_cases(text_file, tmp_path, finished_run)[case]
     code, captured = run_train(*argv, capsys=capsys)

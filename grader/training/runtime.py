@@ -9,7 +9,17 @@ class TrainError(ValueError):
     """Something the learner must change, in one sentence; the command exits with 2."""
 
 
+def check_device_name(name: str, auto: bool = True) -> None:
+    """A --device that names no device is refused in one sentence, before any work (no torch needed)."""
+    kinds = ("auto", "cpu", "cuda", "mps") if auto else ("cpu", "cuda", "mps")
+    kind, colon, index = name.partition(":")
+    numbered = kind in ("cuda", "mps") and index.isdigit()  # cuda:1
+    if kind not in kinds or (colon and not numbered):
+        raise TrainError(f"Unknown --device {name!r}: use {'auto, ' if auto else ''}cpu, cuda, cuda:N or mps.")
+
+
 def pick_device(name: str, torch):
+    check_device_name(name)
     if name == "auto":
         if torch.cuda.is_available():
             return "cuda"
@@ -21,8 +31,6 @@ def pick_device(name: str, torch):
         raise TrainError("--device cuda was asked for but PyTorch sees no CUDA GPU: use --device cpu (or auto).")
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise TrainError("--device mps was asked for but this PyTorch has no MPS: use --device cpu (or auto).")
-    if kind not in ("cpu", "cuda", "mps"):
-        raise TrainError(f"Unknown --device {name!r}: use auto, cpu, cuda, cuda:N or mps.")
     return name
 
 

@@ -17,6 +17,7 @@ from grader import threads
 from grader.project import Parser
 from grader.training.checkpoint import FILENAME, CheckpointError
 from grader.training.log import printable
+from grader.training.runtime import check_device_name
 from grader.training.parts import (IMPLS, exit_status, load_parts, require_parts, second_half, swaps_of_run,
                                    why_not_yours)
 
@@ -56,9 +57,7 @@ def check(args) -> None:
         raise ValueError(f"--top-k must be at least 1 (leave it out to keep every token), not {args.top_k}.")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise ValueError(f"--top-p must be above 0 and at most 1 (the probability mass kept), not {args.top_p}.")
-    kind = args.device.split(":")[0]
-    if kind not in ("auto", "cpu", "cuda", "mps") or (":" in args.device and not args.device.split(":")[1].isdigit()):
-        raise ValueError(f"Unknown --device {args.device!r}: use auto, cpu, cuda, cuda:N or mps.")
+    check_device_name(args.device)  # a TrainError, which is a ValueError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from grader import threads
 from grader.project import Parser, UsageError
 from grader.training.parts import IMPLS, exit_status, require_parts, second_half
 from grader.training.presets import PRESETS, preset
-from grader.training.runtime import TrainError
+from grader.training.runtime import TrainError, check_device_name
 
 PROGRAM = "python -m grader speed"
 
@@ -49,8 +49,7 @@ def check(args):
     if args.batch_size is not None and args.batch_size < 1:
         raise TrainError(f"--batch-size must be at least 1, not {args.batch_size}.")
     for device in args.device or ():
-        if device.split(":")[0] not in ("cpu", "cuda", "mps"):
-            raise TrainError(f"Unknown --device {device!r}: use cpu, cuda, cuda:N or mps.")
+        check_device_name(device, auto=False)
 
 
 def main(argv=None) -> int:

@@ -25,7 +25,7 @@ from grader.project import Parser, UsageError
 from grader.training.checkpoint import CheckpointError
 from grader.training.parts import IMPLS, exit_status
 from grader.training.presets import PRESETS, SETTING_NAMES, Settings
-from grader.training.runtime import TrainError
+from grader.training.runtime import TrainError, check_device_name
 
 PROGRAM = "python -m grader train"
 
@@ -121,6 +121,7 @@ def parse_args(argv):
         args.vocab_size = args.vocab_size or 512
         if args.vocab_size < 257:
             parser.error(f"--vocab-size must be at least 257 (256 bytes and <|endoftext|>), not {args.vocab_size}")
+    check_device_name(args.device)  # before the data is read
     explicit = vars(args)
     model_flags = {f.name: explicit.pop(f.name) for f in config_fields() if f.name in explicit}
     setting_flags = {name: explicit.pop(name) for name in SETTING_NAMES if name in explicit}

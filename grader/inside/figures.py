@@ -1,6 +1,6 @@
-"""The figures of inspect and experiment: matplotlib (Agg) PNGs with titles, axis labels and units,
-written atomically (a temporary file, then os.replace). With few points they draw markers, not
-lines that would suggest values in between."""
+"""The figures of inspect, experiment and train (its loss.png, drawn in grader/training/report.py):
+matplotlib (Agg) PNGs with titles, axis labels and units, written atomically (a temporary file, then
+os.replace). With few points they draw markers, not lines that would suggest values in between."""
 
 import math
 import os

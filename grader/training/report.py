@@ -42,12 +42,9 @@ FEW_EVALUATIONS = 6  # fewer evaluations than this: markers only
 
 def plot_losses(metrics: dict, path, title: str = "", floor: float | None = None) -> None:
     """Training loss per step (faint, and smoothed) with the train/validation estimates at each evaluation."""
-    import matplotlib
+    from grader.inside import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    fig, ax = figures.pyplot().subplots(figsize=(8, 5), dpi=100)
     fig.subplots_adjust(left=0.09, right=0.98, top=0.93, bottom=0.1)
     if metrics["train"]:
         steps = [s for s, _ in metrics["train"]]
@@ -70,10 +67,7 @@ def plot_losses(metrics: dict, path, title: str = "", floor: float | None = None
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    figures.save(fig, path)  # atomically
 
 
 def write_reports(run, raw, metrics, tokens_per_step, device, autocast_dtype, step, last_saved, threads=None):

@@ -423,6 +423,14 @@ def forbid(module: str, message: str, targets, learner_module=None):
     def refuse(*args, **kwargs):
         raise OffLimits(text)
 
+    with replaced(targets, refuse, learner_module):
+        yield
+
+
+@contextlib.contextmanager
+def replaced(targets, replacement, learner_module=None):
+    """While active, each of targets ((owner, attribute) pairs; absent ones skipped) is replacement, and so
+    is every alias of them in the learner's module namespace (from os import replace)."""
     saved = []
     originals = []
     for owner, name in targets:
@@ -431,12 +439,12 @@ def forbid(module: str, message: str, targets, learner_module=None):
             continue
         originals.append(original)
         saved.append((owner, name, original))
-        setattr(owner, name, refuse)
+        setattr(owner, name, replacement)
     if learner_module is not None:
         for name, value in list(vars(learner_module).items()):
             if any(value is o for o in originals):
                 saved.append((learner_module, name, value))
-                setattr(learner_module, name, refuse)
+                setattr(learner_module, name, replacement)
     try:
         yield
     finally:

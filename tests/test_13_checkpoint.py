@@ -16,7 +16,6 @@ writes half the file and raises, and (on Unix) a child process is killed by the
 kernel half way through the write (RLIMIT_FSIZE and SIGXFSZ).
 """
 
-import contextlib
 import copy
 import dataclasses
 import errno
@@ -32,7 +31,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from harness import fail, impl, learner, randint, reference, small_config
+from harness import fail, impl, learner, randint, reference, replaced, small_config
 
 MODULE = "checkpoint"
 ROOT = Path(__file__).resolve().parent.parent
@@ -430,25 +429,6 @@ def test_rng_restored_so_the_next_batches_and_samples_are_the_same(tmp_path):
 
 
 REAL_SAVE = torch.save
-
-
-@contextlib.contextmanager
-def replaced(targets, replacement, module):
-    """Replace (owner, name) pairs, and the learner module's aliases of the same objects, while active."""
-    saved = []
-    originals = [getattr(owner, name) for owner, name in targets]
-    for owner, name in targets:
-        saved.append((owner, name, getattr(owner, name)))
-        setattr(owner, name, replacement)
-    for name, value in list(vars(module).items()):
-        if any(value is o for o in originals):
-            saved.append((module, name, value))
-            setattr(module, name, replacement)
-    try:
-        yield
-    finally:
-        for owner, name, value in reversed(saved):
-            setattr(owner, name, value)
 
 
 def listing(folder):

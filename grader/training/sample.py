@@ -17,9 +17,9 @@ from grader import threads
 from grader.project import Parser
 from grader.training.checkpoint import FILENAME, CheckpointError
 from grader.training.log import printable
-from grader.training.runtime import check_device_name
 from grader.training.parts import (IMPLS, exit_status, load_parts, require_parts, second_half, swaps_of_run,
                                    why_not_yours)
+from grader.training.runtime import check_device_name
 
 PROGRAM = "python -m grader sample"
 
